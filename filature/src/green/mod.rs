@@ -1,0 +1,4 @@
+//! Green threads (being written).
+
+#[allow(dead_code)]
+pub(crate) mod stack;

@@ -1,0 +1,1 @@
+//! Stacks for green threads (being written).
