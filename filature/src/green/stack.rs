@@ -1,1 +1,479 @@
-//! Stacks for green threads (being written).
+//! Stacks for green threads: one arena of large regions, guard areas, a two-level pool.
+//!
+//! # Layout of a slot
+//!
+//! The arena reserves *regions* (about 1 GiB each) with `mmap(PROT_READ|PROT_WRITE,
+//! MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`. A region serves one slot size and is carved into
+//! fixed-size *slots*, lazily, one at a time, the first time a slot is handed out:
+//!
+//! ```text
+//!  low address                                                              high address
+//!  | guard (GUARD_SIZE) | usable stack ..................... grows down <- | header (64 B) |
+//!  ^ slot = limit()     ^ slot + GUARD_SIZE                                 ^ base()        ^ slot + slot_size
+//! ```
+//!
+//! - The **guard** is installed once, when the slot is carved, with `madvise(MADV_GUARD_INSTALL)`
+//!   (Linux ≥ 6.13: no VMA split, so a million stacks cost a few hundred VMAs). If the kernel
+//!   answers `EINVAL` the process switches for good to `mprotect(PROT_NONE)` guards (two VMAs per
+//!   slot); `ENOMEM` from that is the `vm.max_map_count` ceiling and becomes a [`StackError`].
+//!   Guards are never removed: a slot is a stack slot for the life of the process.
+//! - The **header** holds the green thread's id and (truncated) name for the overflow message. It
+//!   lives in the top page, which the stack touches anyway, and is written only at hand-out
+//!   (cleared) and by [`GreenStack::label`], through atomics.
+//! - `base()` (the header's address) is 64-byte aligned; `limit()` is the slot start, *including*
+//!   the guard, as `corosensei::stack::Stack` requires. Usable bytes ≥ the size asked for.
+//!
+//! # Who owns what
+//!
+//! A slot is in exactly one of three places: owned by one [`GreenStack`] (in use), in one
+//! thread's *hot cache*, or in the process-wide *shared free list*. Moving between them is a move
+//! of a plain address, so a slot can never be handed out twice. The bookkeeping per slot is that
+//! address (one word) wherever it is, plus a dirty bit in the hot cache; no allocation per stack.
+//! Regions are never unmapped, which is what lets the signal handler read them without a lock.
+//!
+//! # The pool, and its thread-safety
+//!
+//! - The **hot cache** is thread-local (a `RefCell`, no lock): up to [`HOT_CAPACITY`] slots per
+//!   size, LIFO so the warmest pages are reused first. `new` and `drop` of a cached size make no
+//!   syscall and take no lock. A slot dropped while its cache is full has its pages given back
+//!   (`MADV_DONTNEED` on all but the top page) and goes to the shared list.
+//! - [`trim_thread_cache`] (called by a hub about to sleep) gives back the pages of the slots
+//!   used since the last trim; clean slots cost nothing, so repeated idle calls are free.
+//! - The **shared free list** and the region bump pointers sit behind one mutex. Syscalls made
+//!   under it (`mmap` of a region, guard install) happen once per slot for the life of the
+//!   process. A stack dropped on a thread other than the one that allocated it, or during
+//!   thread-local teardown, simply goes to that thread's cache or to the shared list.
+//! - At thread exit the hot cache trims itself and moves its slots to the shared list.
+//!
+//! # Overflow reporting
+//!
+//! A `SIGSEGV`/`SIGBUS` handler (installed once, `SA_SIGINFO|SA_ONSTACK`) maps the fault address
+//! through a fixed table of atomics (region → slot); if it is in a guard, it writes
+//! `green thread '<name>' has overflowed its stack` (or `'<unnamed #ID>'`) to stderr and aborts.
+//! Otherwise it chains to the handler installed before it (std's, for its own thread guards), or
+//! restores `SIG_DFL` and returns so the fault re-raises. It is async-signal-safe because it only
+//! loads atomics, calls `write`, `sigaction` and `abort`, and touches memory that stays mapped;
+//! see `stack/signal.rs`. The handler needs a signal stack on the faulting thread (the green
+//! stack is exhausted): hubs call [`ensure_signal_stack`] before running their first green thread.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use corosensei::stack::{Stack, StackPointer};
+use parking_lot::Mutex;
+use thiserror::Error;
+
+mod signal;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use sys::GuardMode;
+
+/// Usable bytes of a green thread stack when the spawner does not say.
+pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Smallest usable size handed out; smaller requests are rounded up to it.
+pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// Bytes of guard below every stack. Free of memory and VMAs with `MADV_GUARD_INSTALL`; four
+/// pages so a frame that skips one page (C code without stack probes) still faults.
+const GUARD_SIZE: usize = 16 * 1024;
+
+/// Bytes of slot header above `base()`.
+const HEADER_SIZE: usize = 64;
+
+/// Address space per region (a region holds at least one slot, however large).
+const REGION_TARGET: usize = 1 << 30;
+
+/// Slots kept per size in each thread's hot cache.
+pub(crate) const HOT_CAPACITY: usize = 16;
+
+/// Why a green thread stack could not be made.
+#[derive(Debug, Error)]
+#[error(transparent)]
+#[allow(unreachable_pub)] // re-exported from `green` by the integrator
+pub struct StackError {
+    repr: Repr,
+}
+
+/// What went wrong, for matching on a [`StackError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[allow(unreachable_pub)] // re-exported from `green` by the integrator
+pub enum StackErrorKind {
+    /// `mprotect` guards hit the `vm.max_map_count` ceiling.
+    MapCountExceeded,
+    /// The address space (or the arena's region table) is exhausted.
+    OutOfAddressSpace,
+    /// The requested size overflows the address space arithmetic.
+    TooLarge,
+    /// The kernel refused a guard for another reason.
+    Guard,
+}
+
+#[derive(Debug, Error)]
+enum Repr {
+    #[error(
+        "cannot reserve a green thread stack: the kernel refused a guard page \
+         (vm.max_map_count = {} reached with mprotect guards, about two mappings per stack); \
+         raise vm.max_map_count (sysctl vm.max_map_count=...) or run on Linux >= 6.13 for \
+         MADV_GUARD_INSTALL guards", .max_map_count.map_or_else(|| "?".to_owned(), |n| n.to_string())
+    )]
+    MapCount { max_map_count: Option<u64> },
+    #[error(
+        "cannot reserve {bytes} bytes of address space for green thread stacks: {source}; \
+         use smaller stacks (stack_size) or fewer live green threads"
+    )]
+    AddressSpace { bytes: usize, source: io::Error },
+    #[error(
+        "cannot reserve a green thread stack: all {} arena regions are in use; use smaller \
+         stacks (stack_size) or fewer live green threads",
+        signal::MAX_REGIONS
+    )]
+    RegionTableFull,
+    #[error("a green thread stack of {size} bytes is too large; ask for a smaller stack_size")]
+    TooLarge { size: usize },
+    #[error("cannot install the guard page under a green thread stack: {source}")]
+    Guard { source: io::Error },
+}
+
+impl StackError {
+    fn map_count() -> Self {
+        StackError {
+            repr: Repr::MapCount {
+                max_map_count: sys::max_map_count(),
+            },
+        }
+    }
+
+    fn guard(source: io::Error) -> Self {
+        StackError {
+            repr: Repr::Guard { source },
+        }
+    }
+
+    /// What went wrong.
+    #[allow(unreachable_pub)]
+    pub fn kind(&self) -> StackErrorKind {
+        match self.repr {
+            Repr::MapCount { .. } => StackErrorKind::MapCountExceeded,
+            Repr::AddressSpace { .. } | Repr::RegionTableFull => StackErrorKind::OutOfAddressSpace,
+            Repr::TooLarge { .. } => StackErrorKind::TooLarge,
+            Repr::Guard { .. } => StackErrorKind::Guard,
+        }
+    }
+
+    /// The `vm.max_map_count` ceiling was reached (only with `mprotect` guards).
+    #[allow(unreachable_pub)]
+    pub fn is_map_count_exceeded(&self) -> bool {
+        self.kind() == StackErrorKind::MapCountExceeded
+    }
+
+    /// The process ran out of address space for stacks.
+    #[allow(unreachable_pub)]
+    pub fn is_out_of_address_space(&self) -> bool {
+        self.kind() == StackErrorKind::OutOfAddressSpace
+    }
+}
+
+/// A green thread stack: one arena slot, returned to the pool on drop.
+pub(crate) struct GreenStack {
+    /// Lowest address of the slot (start of the guard).
+    slot: usize,
+    slot_size: usize,
+}
+
+impl fmt::Debug for GreenStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenStack")
+            .field("limit", &format_args!("{:#x}", self.slot))
+            .field("base", &format_args!("{:#x}", self.base_addr()))
+            .finish()
+    }
+}
+
+/// Slot size for `size` usable bytes: guard + usable + header, in whole pages.
+fn slot_size_for(size: usize) -> Result<usize, StackError> {
+    let page = sys::page_size();
+    size.max(MIN_STACK_SIZE)
+        .checked_add(HEADER_SIZE + page - 1)
+        .map(|n| n & !(page - 1))
+        .and_then(|n| n.checked_add(GUARD_SIZE))
+        .filter(|&n| n <= isize::MAX as usize / 2)
+        .ok_or(StackError {
+            repr: Repr::TooLarge { size },
+        })
+}
+
+impl GreenStack {
+    /// A stack with at least `size` usable bytes (rounded up to [`MIN_STACK_SIZE`] and pages).
+    ///
+    /// Reuses a pooled slot when there is one: from this thread's cache with no syscall, else
+    /// from the shared list; carves a new slot (one guard syscall) otherwise.
+    pub(crate) fn new(size: usize) -> Result<GreenStack, StackError> {
+        let slot_size = slot_size_for(size)?;
+        let slot = match HOT.try_with(|hot| hot.borrow_mut().pop(slot_size)) {
+            Ok(Some(slot)) => slot,
+            _ => ARENA.lock().take(slot_size)?,
+        };
+        IN_USE.fetch_add(1, Ordering::Relaxed);
+        let stack = GreenStack { slot, slot_size };
+        stack.header().clear();
+        Ok(stack)
+    }
+
+    /// Records the green thread's id and name for the overflow message. Names longer than 48
+    /// bytes are truncated; an unnamed thread prints as `<unnamed #ID>`.
+    pub(crate) fn label(&mut self, id: u64, name: Option<&str>) {
+        self.header().set(id, name);
+    }
+
+    /// Usable bytes between `limit() + guard` and `base()`.
+    pub(crate) fn usable_size(&self) -> usize {
+        self.slot_size - GUARD_SIZE - HEADER_SIZE
+    }
+
+    fn base_addr(&self) -> usize {
+        self.slot + self.slot_size - HEADER_SIZE
+    }
+
+    fn header(&self) -> &signal::SlotHeader {
+        // SAFETY: the header is the 64-byte-aligned top of a carved slot, which stays mapped
+        // read-write for the life of the process; `SlotHeader` is all atomics, so any bytes are a
+        // valid value and concurrent readers (the signal handler) are fine.
+        unsafe { &*(self.base_addr() as *const signal::SlotHeader) }
+    }
+}
+
+// SAFETY: `base()` and `limit()` bound a mapping this value owns exclusively until drop;
+// `limit()` includes a guard area of GUARD_SIZE ≥ one page that faults on any access, and the
+// usable part is ≥ MIN_STACK_SIZE ≥ corosensei's minimum. Both are 16-byte aligned (base is
+// 64-aligned, limit page-aligned).
+unsafe impl Stack for GreenStack {
+    #[inline]
+    fn base(&self) -> StackPointer {
+        NonZeroUsize::new(self.base_addr()).expect("slot address is never 0")
+    }
+
+    #[inline]
+    fn limit(&self) -> StackPointer {
+        NonZeroUsize::new(self.slot).expect("slot address is never 0")
+    }
+}
+
+impl Drop for GreenStack {
+    fn drop(&mut self) {
+        IN_USE.fetch_sub(1, Ordering::Relaxed);
+        let (slot, slot_size) = (self.slot, self.slot_size);
+        let kept = HOT
+            .try_with(|hot| match hot.try_borrow_mut() {
+                Ok(mut hot) => hot.push(slot, slot_size),
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !kept {
+            release(slot, slot_size);
+            ARENA.lock().class(slot_size).free.push(slot);
+        }
+    }
+}
+
+/// Gives back the pages of a free slot, except the top one (kept: it is touched first on reuse,
+/// and it holds the header).
+fn release(slot: usize, slot_size: usize) {
+    let page = sys::page_size();
+    sys::discard(slot + GUARD_SIZE, slot_size - GUARD_SIZE - page);
+}
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static HOT_POOLED: AtomicUsize = AtomicUsize::new(0);
+
+/// Slots of one size: shared free list and the region being carved.
+struct Class {
+    slot_size: usize,
+    free: Vec<usize>,
+    /// Next slot to carve and the end of the current region (both 0 before the first region).
+    next: usize,
+    end: usize,
+    carved: usize,
+}
+
+struct Arena {
+    classes: Vec<Class>,
+}
+
+static ARENA: Mutex<Arena> = parking_lot::const_mutex(Arena {
+    classes: Vec::new(),
+});
+
+impl Arena {
+    fn class(&mut self, slot_size: usize) -> &mut Class {
+        let index = match self.classes.iter().position(|c| c.slot_size == slot_size) {
+            Some(index) => index,
+            None => {
+                self.classes.push(Class {
+                    slot_size,
+                    free: Vec::new(),
+                    next: 0,
+                    end: 0,
+                    carved: 0,
+                });
+                self.classes.len() - 1
+            }
+        };
+        &mut self.classes[index]
+    }
+
+    /// A slot from the shared list, or a freshly carved one.
+    fn take(&mut self, slot_size: usize) -> Result<usize, StackError> {
+        let class = self.class(slot_size);
+        if let Some(slot) = class.free.pop() {
+            return Ok(slot);
+        }
+        if class.next == class.end {
+            if signal::region_count() >= signal::MAX_REGIONS {
+                return Err(StackError {
+                    repr: Repr::RegionTableFull,
+                });
+            }
+            let slots = (REGION_TARGET / slot_size).max(1);
+            let len = slots * slot_size;
+            let start = sys::reserve(len).map_err(|source| StackError {
+                repr: Repr::AddressSpace { bytes: len, source },
+            })?;
+            signal::install_handler();
+            signal::publish_region(start, len, slot_size);
+            class.next = start;
+            class.end = start + len;
+        }
+        let slot = class.next;
+        sys::install_guard(slot, GUARD_SIZE)?;
+        class.next += slot_size;
+        class.carved += 1;
+        Ok(slot)
+    }
+}
+
+/// One thread's hot cache: a few slots per size, LIFO.
+struct HotCache {
+    classes: Vec<HotClass>,
+}
+
+struct HotClass {
+    slot_size: usize,
+    /// (slot, dirty): dirty = used since its pages were last given back.
+    slots: Vec<(usize, bool)>,
+}
+
+impl HotCache {
+    fn pop(&mut self, slot_size: usize) -> Option<usize> {
+        let class = self.classes.iter_mut().find(|c| c.slot_size == slot_size)?;
+        let (slot, _) = class.slots.pop()?;
+        HOT_POOLED.fetch_sub(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// Keeps the slot if there is room; `false` means the caller must put it elsewhere.
+    fn push(&mut self, slot: usize, slot_size: usize) -> bool {
+        let index = match self.classes.iter().position(|c| c.slot_size == slot_size) {
+            Some(index) => index,
+            None => {
+                let slots = Vec::with_capacity(HOT_CAPACITY);
+                self.classes.push(HotClass { slot_size, slots });
+                self.classes.len() - 1
+            }
+        };
+        let class = &mut self.classes[index];
+        if class.slots.len() >= HOT_CAPACITY {
+            return false;
+        }
+        class.slots.push((slot, true));
+        HOT_POOLED.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn trim(&mut self) {
+        for class in &mut self.classes {
+            for (slot, dirty) in &mut class.slots {
+                if std::mem::take(dirty) {
+                    release(*slot, class.slot_size);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for HotCache {
+    fn drop(&mut self) {
+        self.trim();
+        let mut arena = ARENA.lock();
+        for class in &mut self.classes {
+            HOT_POOLED.fetch_sub(class.slots.len(), Ordering::Relaxed);
+            let free = &mut arena.class(class.slot_size).free;
+            free.extend(class.slots.drain(..).map(|(slot, _)| slot));
+        }
+    }
+}
+
+thread_local! {
+    static HOT: RefCell<HotCache> = const { RefCell::new(HotCache { classes: Vec::new() }) };
+}
+
+/// Gives back the pages (all but the top page) of this thread's cached stacks used since the
+/// last call. Hubs call it before sleeping; a call with nothing used since costs no syscall.
+pub(crate) fn trim_thread_cache() {
+    let _ = HOT.try_with(|hot| {
+        if let Ok(mut hot) = hot.try_borrow_mut() {
+            hot.trim();
+        }
+    });
+}
+
+/// Makes sure this thread can report a green thread stack overflow: installs the process-wide
+/// fault handler (once) and, if the thread has no signal stack, gives it one (with a guard page),
+/// freed at thread exit. Idempotent; hubs call it before running their first green thread.
+pub(crate) fn ensure_signal_stack() {
+    signal::ensure_signal_stack();
+}
+
+/// Makes every guard installed from now on an `mprotect` guard, as on kernels without
+/// `MADV_GUARD_INSTALL`. Process-wide, for tests of the fallback (so is the environment variable
+/// `FILATURE_STACK_GUARDS=mprotect`, read once).
+#[doc(hidden)]
+#[allow(unreachable_pub)] // re-exported from `green` by the integrator
+pub fn force_mprotect_guards() {
+    sys::force_mprotect();
+}
+
+/// A snapshot of the arena, for benches and introspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StackStats {
+    /// Regions reserved (each about 1 GiB of address space, never returned).
+    pub(crate) regions: usize,
+    /// Slots ever carved (each has its guard installed).
+    pub(crate) slots_carved: usize,
+    /// Slots owned by a live [`GreenStack`].
+    pub(crate) slots_in_use: usize,
+    /// Slots in a free pool (hot caches and the shared list).
+    pub(crate) slots_pooled: usize,
+    /// How guards are installed.
+    pub(crate) guard_mode: GuardMode,
+}
+
+/// See [`StackStats`]. Takes the arena lock; the counters are read without synchronisation
+/// against other threads, so under concurrent use they are only approximately consistent.
+pub(crate) fn stats() -> StackStats {
+    let arena = ARENA.lock();
+    let shared: usize = arena.classes.iter().map(|c| c.free.len()).sum();
+    StackStats {
+        regions: signal::region_count(),
+        slots_carved: arena.classes.iter().map(|c| c.carved).sum(),
+        slots_in_use: IN_USE.load(Ordering::Relaxed),
+        slots_pooled: shared + HOT_POOLED.load(Ordering::Relaxed),
+        guard_mode: sys::guard_mode(),
+    }
+}

@@ -1,0 +1,408 @@
+use std::process::{Command, Output};
+
+use corosensei::stack::Stack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use super::sys::SYSCALLS;
+use super::*;
+
+/// Set in a child process to the name of the test that should do the dangerous thing.
+const CHILD_ENV: &str = "FILATURE_STACK_TEST_CHILD";
+
+fn in_child(test: &str) -> bool {
+    std::env::var(CHILD_ENV).as_deref() == Ok(test)
+}
+
+/// Re-runs this test binary with only `test` selected, in "child" mode.
+fn run_child(test: &str) -> Output {
+    Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .output()
+        .expect("spawn the test binary")
+}
+
+fn syscalls() -> u64 {
+    SYSCALLS.with(|c| c.get())
+}
+
+/// Pages of `[addr, addr + len)` that are resident, per `mincore`.
+fn resident(addr: usize, len: usize) -> Vec<bool> {
+    let page = sys::page_size();
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: mincore only writes one byte per page of the range into `vec`, which is that long.
+    let rc = unsafe { libc::mincore(addr as *mut _, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().map(|b| b & 1 == 1).collect()
+}
+
+/// Writes one byte in each page of `[base - len, base)` of a stack nobody runs on.
+fn touch_below_base(stack: &GreenStack, len: usize) {
+    let base = stack.base().get();
+    for offset in (1..=len).step_by(sys::page_size()) {
+        // SAFETY: the range is inside the usable part of a stack we own and no coroutine runs on.
+        unsafe { std::ptr::write_volatile((base - offset) as *mut u8, 0xa5) };
+    }
+}
+
+fn usable_start(stack: &GreenStack) -> usize {
+    stack.limit().get() + GUARD_SIZE
+}
+
+#[test]
+fn a_dropped_stack_is_reused_on_the_same_thread() {
+    let first = GreenStack::new(64 * 1024).unwrap();
+    let limit = first.limit();
+    drop(first);
+    let second = GreenStack::new(64 * 1024).unwrap();
+    assert_eq!(
+        second.limit(),
+        limit,
+        "the hot cache hands back the warmest stack"
+    );
+    // A different size never gets that slot.
+    let other = GreenStack::new(128 * 1024).unwrap();
+    assert_ne!(other.limit(), limit);
+}
+
+#[test]
+fn stacks_are_disjoint_aligned_and_big_enough() {
+    let sizes = [1, 4096, 16 * 1024, 100_000, DEFAULT_STACK_SIZE, 1 << 20];
+    let stacks: Vec<(usize, GreenStack)> = (0..60)
+        .map(|i| {
+            let size = sizes[i % sizes.len()];
+            (size, GreenStack::new(size).unwrap())
+        })
+        .collect();
+    for (size, stack) in &stacks {
+        assert!(stack.usable_size() >= *size);
+        assert!(stack.usable_size() >= MIN_STACK_SIZE);
+        assert_eq!(
+            stack.base().get() - usable_start(stack),
+            stack.usable_size()
+        );
+        assert_eq!(stack.base().get() % 16, 0);
+        assert_eq!(stack.limit().get() % sys::page_size(), 0);
+    }
+    let mut ranges: Vec<(usize, usize)> = stacks
+        .iter()
+        .map(|(_, s)| (s.limit().get(), s.base().get() + HEADER_SIZE))
+        .collect();
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlap: {:x?}", pair);
+    }
+}
+
+#[test]
+fn the_whole_usable_range_is_writable() {
+    let stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
+    let (start, len) = (usable_start(&stack), stack.usable_size());
+    // SAFETY: `[start, start + len)` is the usable part of a stack we own; nothing runs on it.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    assert!(bytes.iter().enumerate().all(|(i, b)| *b == i as u8));
+}
+
+fn recurse(depth: u32) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 256]);
+    if depth == 0 {
+        return u64::from(frame[0]);
+    }
+    recurse(depth - 1) + u64::from(std::hint::black_box(frame)[255]) + 1
+}
+
+#[test]
+fn a_coroutine_recurses_on_a_green_stack_and_returns() {
+    let stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
+    let mut coroutine = Coroutine::with_stack(stack, |yielder, depth: u32| {
+        let halfway = recurse(depth / 2);
+        let again: u32 = yielder.suspend(halfway);
+        recurse(again)
+    });
+    // 100 frames of > 256 bytes each (over a KiB each in debug builds).
+    match coroutine.resume(100) {
+        CoroutineResult::Yield(n) => assert_eq!(n, (1..=50).map(|d| u64::from(d as u8) + 1).sum()),
+        CoroutineResult::Return(_) => panic!("returned early"),
+    }
+    match coroutine.resume(100) {
+        CoroutineResult::Return(n) => {
+            assert_eq!(n, (1..=100).map(|d| u64::from(d as u8) + 1).sum())
+        }
+        CoroutineResult::Yield(_) => panic!("yielded twice"),
+    }
+    assert!(coroutine.done());
+}
+
+#[test]
+fn spawning_and_joining_in_a_loop_makes_no_syscalls() {
+    // Warm up: carve the slot and create this thread's cache entry.
+    drop(GreenStack::new(DEFAULT_STACK_SIZE).unwrap());
+    let before = syscalls();
+    for i in 0..1000u32 {
+        let mut stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
+        stack.label(u64::from(i), Some("loop"));
+        let mut coroutine =
+            Coroutine::with_stack(stack, |_: &Yielder<u32, ()>, n: u32| recurse(n % 50));
+        assert!(matches!(coroutine.resume(i), CoroutineResult::Return(_)));
+    }
+    assert_eq!(syscalls() - before, 0);
+}
+
+#[test]
+fn labels_are_kept_and_truncated_at_a_char_boundary() {
+    let mut stack = GreenStack::new(MIN_STACK_SIZE).unwrap();
+    assert_eq!(stack.header().read(), (0, None), "a fresh stack is unnamed");
+    stack.label(7, Some("worker"));
+    assert_eq!(stack.header().read(), (7, Some("worker".to_owned())));
+    let long = format!("{}é-tail", "x".repeat(signal::NAME_CAPACITY - 1));
+    stack.label(8, Some(&long));
+    let (id, name) = stack.header().read();
+    assert_eq!(id, 8);
+    assert_eq!(name.unwrap(), "x".repeat(signal::NAME_CAPACITY - 1));
+    stack.label(9, None);
+    drop(stack);
+    let stack = GreenStack::new(MIN_STACK_SIZE).unwrap();
+    assert_eq!(
+        stack.header().read(),
+        (0, None),
+        "a reused stack forgets its label"
+    );
+}
+
+#[test]
+fn trimming_leaves_only_the_top_page_resident() {
+    let page = sys::page_size();
+    let stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
+    touch_below_base(&stack, 64 * 1024);
+    let (start, len) = (usable_start(&stack), stack.usable_size() + HEADER_SIZE);
+    let touched = resident(start, len).iter().filter(|r| **r).count();
+    assert!(
+        touched >= 64 * 1024 / page,
+        "only {touched} pages resident after touching 64 KiB"
+    );
+    drop(stack);
+    trim_thread_cache();
+    let after = resident(start, len);
+    assert_eq!(after.iter().filter(|r| **r).count(), 1, "{after:?}");
+    assert!(after[after.len() - 1], "the top page stays");
+    // A second trim has nothing to do.
+    let before = syscalls();
+    trim_thread_cache();
+    assert_eq!(syscalls() - before, 0);
+}
+
+#[test]
+fn a_stack_that_overflows_the_hot_cache_gives_back_its_pages() {
+    let size = 96 * 1024; // a size no other test uses, so this thread's cache starts empty
+    let stacks: Vec<GreenStack> = (0..=HOT_CAPACITY)
+        .map(|_| GreenStack::new(size).unwrap())
+        .collect();
+    for stack in &stacks {
+        touch_below_base(stack, 32 * 1024);
+    }
+    let last = stacks.last().unwrap();
+    let (start, len) = (usable_start(last), last.usable_size() + HEADER_SIZE);
+    drop(stacks); // the first HOT_CAPACITY fill the cache; the last goes to the shared list
+    let resident = resident(start, len).iter().filter(|r| **r).count();
+    assert_eq!(resident, 1);
+}
+
+#[test]
+fn stacks_may_be_dropped_on_another_thread() {
+    let stacks: Vec<GreenStack> = (0..40)
+        .map(|_| GreenStack::new(MIN_STACK_SIZE).unwrap())
+        .collect();
+    let limits: Vec<usize> = stacks.iter().map(|s| s.limit().get()).collect();
+    std::thread::spawn(move || drop(stacks)).join().unwrap();
+    // The other thread's cache went to the shared list when it exited: all 40 are reusable.
+    let again: Vec<GreenStack> = (0..40)
+        .map(|_| GreenStack::new(MIN_STACK_SIZE).unwrap())
+        .collect();
+    let reused = again
+        .iter()
+        .filter(|s| limits.contains(&s.limit().get()))
+        .count();
+    assert!(
+        reused > 0,
+        "no stack came back from the exited thread's cache"
+    );
+    let stats = stats();
+    assert!(stats.slots_in_use >= 40);
+    assert!(stats.regions >= 1);
+    assert!(stats.slots_carved >= stats.slots_in_use);
+}
+
+/// Recurses until the guard stops it.
+fn recurse_forever(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 512]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse_forever(depth + 1) + u64::from(std::hint::black_box(frame)[511])
+}
+
+fn overflow_in_child(name: Option<&str>) {
+    ensure_signal_stack();
+    let mut stack = GreenStack::new(64 * 1024).unwrap();
+    stack.label(42, name);
+    let mut coroutine = Coroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| recurse_forever(0));
+    coroutine.resume(());
+    unreachable!("the coroutine returned from infinite recursion");
+}
+
+fn assert_died_of_overflow(output: &Output, message: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "status {:?}, stderr:\n{stderr}",
+        output.status
+    );
+    assert!(stderr.contains(message), "stderr:\n{stderr}");
+}
+
+#[test]
+fn an_overflow_names_the_green_thread_and_aborts() {
+    const TEST: &str = "green::stack::tests::an_overflow_names_the_green_thread_and_aborts";
+    if in_child(TEST) {
+        overflow_in_child(Some("deep-recursion"));
+    }
+    let output = run_child(TEST);
+    assert_died_of_overflow(
+        &output,
+        "green thread 'deep-recursion' has overflowed its stack\n",
+    );
+}
+
+#[test]
+fn an_overflow_of_an_unnamed_green_thread_prints_its_id() {
+    const TEST: &str = "green::stack::tests::an_overflow_of_an_unnamed_green_thread_prints_its_id";
+    if in_child(TEST) {
+        overflow_in_child(None);
+    }
+    let output = run_child(TEST);
+    assert_died_of_overflow(
+        &output,
+        "green thread '<unnamed #42>' has overflowed its stack\n",
+    );
+}
+
+#[test]
+fn a_fault_outside_our_guards_is_left_to_the_previous_handler() {
+    use std::os::unix::process::ExitStatusExt;
+    const TEST: &str =
+        "green::stack::tests::a_fault_outside_our_guards_is_left_to_the_previous_handler";
+    if in_child(TEST) {
+        ensure_signal_stack();
+        let _stack = GreenStack::new(MIN_STACK_SIZE).unwrap();
+        // SAFETY: not safe at all: this child process exists to die of this SIGSEGV.
+        unsafe { std::ptr::write_volatile(16 as *mut u8, 1) };
+        unreachable!("wrote to address 16");
+    }
+    let output = run_child(TEST);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSEGV),
+        "stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("overflowed"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn mprotect_guards_report_the_map_count_ceiling_as_an_error() {
+    const TEST: &str =
+        "green::stack::tests::mprotect_guards_report_the_map_count_ceiling_as_an_error";
+    if in_child(TEST) {
+        force_mprotect_guards();
+        println!("child: allocating");
+        let mut stacks = Vec::with_capacity(200_000);
+        let error = loop {
+            match GreenStack::new(MIN_STACK_SIZE) {
+                Ok(stack) => stacks.push(stack),
+                Err(error) => break error,
+            }
+            assert!(stacks.len() < 200_000, "no ceiling reached");
+        };
+        let mode = stats().guard_mode;
+        println!(
+            "count={} mode={mode:?} kind={:?} message={error}",
+            stacks.len(),
+            error.kind()
+        );
+        std::process::exit(0);
+    }
+    let output = run_child(TEST);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("count="))
+        .expect("a result line");
+    let count: usize = line["count=".len()..line.find(' ').unwrap()]
+        .parse()
+        .unwrap();
+    assert!(line.contains("mode=Mprotect"), "{line}");
+    assert!(line.contains("kind=MapCountExceeded"), "{line}");
+    assert!(line.contains("vm.max_map_count"), "{line}");
+    let max = sys::max_map_count().unwrap() as usize;
+    // About two mappings per stack, less what the process had mapped before.
+    assert!(
+        count > max / 2 - 2000 && count <= max / 2,
+        "count {count} for max_map_count {max}"
+    );
+}
+
+/// Manual check (not run by default): 200k stacks with their top page touched.
+/// `cargo test -p filature --lib green::stack::tests::many_parked_stacks -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn many_parked_stacks() {
+    fn maps() -> usize {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count()
+    }
+    fn rss_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            * sys::page_size()
+    }
+    const N: usize = 200_000;
+    let mut stacks = Vec::with_capacity(N);
+    let (maps_before, rss_before) = (maps(), rss_bytes());
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        let mut stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
+        stack.label(i as u64, Some("parked"));
+        touch_below_base(&stack, 256); // what a parked green thread's frames would touch
+        stacks.push(stack);
+    }
+    let elapsed = started.elapsed();
+    let (maps_after, rss_after) = (maps(), rss_bytes());
+    println!(
+        "{N} stacks in {elapsed:?}: maps {maps_before} -> {maps_after}, RSS {} -> {} MiB \
+         ({} bytes/stack), {:?}",
+        rss_before >> 20,
+        rss_after >> 20,
+        (rss_after - rss_before) / N,
+        stats()
+    );
+    assert!(maps_after - maps_before < 100);
+    assert!((rss_after - rss_before) / N < 4608);
+}
