@@ -59,9 +59,11 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 use parking_lot::Mutex;
 use thiserror::Error;
@@ -185,6 +187,9 @@ pub(crate) struct GreenStack {
     /// Lowest address of the slot (start of the guard).
     slot: usize,
     slot_size: usize,
+    /// Tells Valgrind (if running under it) that this range is a stack; a no-op otherwise.
+    /// Dropped by hand, before the slot goes back to the pool.
+    valgrind: ManuallyDrop<ValgrindStackRegistration>,
 }
 
 impl fmt::Debug for GreenStack {
@@ -221,7 +226,12 @@ impl GreenStack {
             _ => ARENA.lock().take(slot_size)?,
         };
         IN_USE.fetch_add(1, Ordering::Relaxed);
-        let stack = GreenStack { slot, slot_size };
+        let valgrind = ValgrindStackRegistration::new(slot as *mut u8, slot_size - HEADER_SIZE);
+        let stack = GreenStack {
+            slot,
+            slot_size,
+            valgrind: ManuallyDrop::new(valgrind),
+        };
         stack.header().clear();
         Ok(stack)
     }
@@ -267,6 +277,8 @@ unsafe impl Stack for GreenStack {
 
 impl Drop for GreenStack {
     fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.valgrind) };
         IN_USE.fetch_sub(1, Ordering::Relaxed);
         let (slot, slot_size) = (self.slot, self.slot_size);
         let kept = HOT
@@ -342,8 +354,17 @@ impl Arena {
             }
             let slots = (REGION_TARGET / slot_size).max(1);
             let len = slots * slot_size;
-            let start = sys::reserve(len).map_err(|source| StackError {
-                repr: Repr::AddressSpace { bytes: len, source },
+            let start = sys::reserve(len).map_err(|source| {
+                // With mprotect guards, ENOMEM from mmap is most likely the map-count ceiling too.
+                if source.raw_os_error() == Some(libc::ENOMEM)
+                    && sys::guard_mode() == GuardMode::Mprotect
+                {
+                    StackError::map_count()
+                } else {
+                    StackError {
+                        repr: Repr::AddressSpace { bytes: len, source },
+                    }
+                }
             })?;
             signal::install_handler();
             signal::publish_region(start, len, slot_size);

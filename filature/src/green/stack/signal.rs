@@ -263,7 +263,7 @@ pub(super) fn install_handler() {
 }
 
 /// Size of the signal stacks we allocate (usable bytes, above one guard page).
-const ALT_STACK_SIZE: usize = 64 * 1024;
+pub(super) const ALT_STACK_SIZE: usize = 64 * 1024;
 
 /// A signal stack this module allocated for the current thread; unmapped at thread exit.
 struct AltStack {
@@ -278,19 +278,24 @@ impl Drop for AltStack {
             return;
         }
         let page = sys::page_size();
-        // SAFETY: reads the current signal stack, then disables it only if it is still ours, so
-        // no signal can be delivered onto memory we are about to unmap; `map` was returned by
-        // mmap with exactly `page + ALT_STACK_SIZE` bytes.
+        // SAFETY: reads the current signal stack and disables it if it is ours; after that no
+        // signal can be delivered onto our mapping (if the thread now uses another signal stack,
+        // someone replaced ours and we must leave theirs alone), so unmapping it is sound. `map`
+        // was returned by mmap with exactly `page + ALT_STACK_SIZE` bytes.
         unsafe {
             let mut current: libc::stack_t = std::mem::zeroed();
             libc::sigaltstack(std::ptr::null(), &mut current);
-            if current.ss_sp as usize == map + page {
+            let ours = current.ss_sp as usize == map + page;
+            if ours && current.ss_flags & libc::SS_DISABLE == 0 {
                 let disable = libc::stack_t {
                     ss_sp: std::ptr::null_mut(),
                     ss_flags: libc::SS_DISABLE,
                     ss_size: 0,
                 };
                 libc::sigaltstack(&disable, std::ptr::null_mut());
+            }
+            // Unmap unless the thread runs on our stack right now (it never should at exit).
+            if current.ss_flags & libc::SS_ONSTACK == 0 {
                 libc::munmap(map as *mut _, page + ALT_STACK_SIZE);
             }
         }

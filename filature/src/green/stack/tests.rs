@@ -244,7 +244,55 @@ fn recurse_forever(depth: u64) -> u64 {
     recurse_forever(depth + 1) + u64::from(std::hint::black_box(frame)[511])
 }
 
+/// Turns off the signal stack std gave this thread, so `ensure_signal_stack` must make one.
+fn disable_signal_stack() {
+    let disable = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: only disables the thread's signal stack (std's mapping stays, unused).
+    let rc = unsafe { libc::sigaltstack(&disable, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+}
+
+fn current_signal_stack() -> libc::stack_t {
+    // SAFETY: sigaltstack with a null new stack only reads the current one.
+    unsafe {
+        let mut current: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(std::ptr::null(), &mut current);
+        current
+    }
+}
+
+#[test]
+fn ensure_signal_stack_gives_a_thread_one_once() {
+    std::thread::spawn(|| {
+        disable_signal_stack();
+        assert_ne!(current_signal_stack().ss_flags & libc::SS_DISABLE, 0);
+        ensure_signal_stack();
+        let first = current_signal_stack();
+        assert_eq!(first.ss_flags & libc::SS_DISABLE, 0);
+        assert_eq!(first.ss_size, signal::ALT_STACK_SIZE);
+        ensure_signal_stack();
+        assert_eq!(current_signal_stack().ss_sp, first.ss_sp, "idempotent");
+    })
+    .join()
+    .unwrap();
+    // A thread that has one keeps it.
+    std::thread::spawn(|| {
+        let before = current_signal_stack();
+        ensure_signal_stack();
+        assert_eq!(current_signal_stack().ss_sp, before.ss_sp);
+    })
+    .join()
+    .unwrap();
+}
+
 fn overflow_in_child(name: Option<&str>) {
+    if name.is_some() {
+        disable_signal_stack(); // exercise the signal stack we allocate, not std's
+    }
     ensure_signal_stack();
     let mut stack = GreenStack::new(64 * 1024).unwrap();
     stack.label(42, name);
