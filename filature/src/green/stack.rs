@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - The **guard** is installed once, when the slot is carved, with `madvise(MADV_GUARD_INSTALL)`
-//!   (Linux ≥ 6.13: no VMA split, so a million stacks cost a few hundred VMAs). If the kernel
+//!   (Linux ≥ 6.13: no VMA split; regions even merge with each other, so 200,000 stacks add no
+//!   line to `/proc/self/maps`). If the kernel
 //!   answers `EINVAL` the process switches for good to `mprotect(PROT_NONE)` guards (two VMAs per
 //!   slot); `ENOMEM` from that is the `vm.max_map_count` ceiling and becomes a [`StackError`].
 //!   Guards are never removed: a slot is a stack slot for the life of the process.
@@ -22,14 +23,22 @@
 //!   (cleared) and by [`GreenStack::label`], through atomics.
 //! - `base()` (the header's address) is 64-byte aligned; `limit()` is the slot start, *including*
 //!   the guard, as `corosensei::stack::Stack` requires. Usable bytes ≥ the size asked for.
+//! - Slots are adjacent, so a header sits just below the next slot's guard: a stray write running
+//!   up past a stack's top faults too, instead of scribbling on a neighbour.
+//! - Memory per parked green thread: the pages its frames touched (one, normally, after a trim)
+//!   plus the 3-word `GreenStack` wherever its owner keeps it. Address space: `slot_size` each, up
+//!   to `MAX_REGIONS` (2048) regions of ~1 GiB.
 //!
 //! # Who owns what
 //!
 //! A slot is in exactly one of three places: owned by one [`GreenStack`] (in use), in one
 //! thread's *hot cache*, or in the process-wide *shared free list*. Moving between them is a move
 //! of a plain address, so a slot can never be handed out twice. The bookkeeping per slot is that
-//! address (one word) wherever it is, plus a dirty bit in the hot cache; no allocation per stack.
-//! Regions are never unmapped, which is what lets the signal handler read them without a lock.
+//! address (one word) wherever it is, plus a dirty bit in the hot cache and the size and a
+//! Valgrind registration id in a `GreenStack`; no allocation per stack. A slot's contents belong
+//! to its current owner only; a free slot's contents belong to nobody, which is what makes giving
+//! its pages back with `MADV_DONTNEED` sound. Regions are never unmapped, which is what lets the
+//! signal handler read them without a lock.
 //!
 //! # The pool, and its thread-safety
 //!
@@ -39,7 +48,8 @@
 //!   (`MADV_DONTNEED` on all but the top page) and goes to the shared list.
 //! - [`trim_thread_cache`] (called by a hub about to sleep) gives back the pages of the slots
 //!   used since the last trim; clean slots cost nothing, so repeated idle calls are free.
-//! - The **shared free list** and the region bump pointers sit behind one mutex. Syscalls made
+//! - The **shared free list** and the region bump pointers sit behind one mutex (which also
+//!   orders a slot's last use on one thread before its reuse on another). Syscalls made
 //!   under it (`mmap` of a region, guard install) happen once per slot for the life of the
 //!   process. A stack dropped on a thread other than the one that allocated it, or during
 //!   thread-local teardown, simply goes to that thread's cache or to the shared list.

@@ -431,9 +431,20 @@ fn many_parked_stacks() {
             .unwrap()
             * sys::page_size()
     }
+    /// Page tables (not part of RSS): guard markers and top pages need PTE pages.
+    fn page_table_bytes() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmPTE:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            * 1024
+    }
     const N: usize = 200_000;
     let mut stacks = Vec::with_capacity(N);
-    let (maps_before, rss_before) = (maps(), rss_bytes());
+    let (maps_before, rss_before, pte_before) = (maps(), rss_bytes(), page_table_bytes());
     let started = std::time::Instant::now();
     for i in 0..N {
         let mut stack = GreenStack::new(DEFAULT_STACK_SIZE).unwrap();
@@ -442,15 +453,35 @@ fn many_parked_stacks() {
         stacks.push(stack);
     }
     let elapsed = started.elapsed();
-    let (maps_after, rss_after) = (maps(), rss_bytes());
+    let (maps_after, rss_after, pte_after) = (maps(), rss_bytes(), page_table_bytes());
     println!(
         "{N} stacks in {elapsed:?}: maps {maps_before} -> {maps_after}, RSS {} -> {} MiB \
-         ({} bytes/stack), {:?}",
+         ({} bytes/stack), page tables +{} bytes/stack, {:?}",
         rss_before >> 20,
         rss_after >> 20,
         (rss_after - rss_before) / N,
+        (pte_after - pte_before) / N,
         stats()
     );
     assert!(maps_after - maps_before < 100);
     assert!((rss_after - rss_before) / N < 4608);
+}
+
+#[test]
+fn impossible_sizes_are_errors_that_say_what_to_do() {
+    let error = GreenStack::new(usize::MAX).unwrap_err();
+    assert_eq!(error.kind(), StackErrorKind::TooLarge);
+    assert!(error.to_string().contains("smaller stack_size"), "{error}");
+
+    // 128 TiB is the whole user address space on x86_64 with 4-level page tables.
+    let error = GreenStack::new(1 << 47).unwrap_err();
+    assert!(error.is_out_of_address_space(), "{error:?}");
+    assert!(
+        error.to_string().contains("fewer live green threads"),
+        "{error}"
+    );
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the OS error is kept"
+    );
 }
