@@ -485,3 +485,55 @@ fn impossible_sizes_are_errors_that_say_what_to_do() {
         "the OS error is kept"
     );
 }
+
+#[test]
+fn threads_sharing_the_pool_never_get_the_same_stack_twice() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 500;
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| std::sync::mpsc::channel::<GreenStack>())
+        .unzip();
+    let workers: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(me, inbox)| {
+            let next = senders[(me + 1) % THREADS].clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for round in 0..ROUNDS {
+                    // Mark a fresh stack as ours; a stack handed out twice would show a stranger's mark.
+                    let stack = GreenStack::new(40 * 1024).unwrap();
+                    let mark = ((me as u64) << 32) | round as u64;
+                    let word = (stack.base().get() - 8) as *mut u64;
+                    // SAFETY: the top usable word of a stack we own; nothing runs on it.
+                    unsafe { word.write_volatile(mark) };
+                    held.push((stack, mark));
+                    if round % 3 == 0 {
+                        let (stack, _) = held.swap_remove(0);
+                        // Dropped on the next thread (or here, in the SendError, if it has finished).
+                        let _ = next.send(stack);
+                    }
+                    while let Ok(stack) = inbox.try_recv() {
+                        drop(stack);
+                    }
+                    if held.len() > 8 {
+                        for (stack, mark) in held.drain(..4) {
+                            let word = (stack.base().get() - 8) as *const u64;
+                            // SAFETY: as above.
+                            assert_eq!(unsafe { word.read_volatile() }, mark);
+                        }
+                    }
+                }
+                for (stack, mark) in held {
+                    let word = (stack.base().get() - 8) as *const u64;
+                    // SAFETY: as above.
+                    assert_eq!(unsafe { word.read_volatile() }, mark);
+                }
+            })
+        })
+        .collect();
+    drop(senders);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}
