@@ -498,3 +498,13 @@ fn dropping_the_last_handle_stops_the_queue_gracefully() {
         .expect("the queue thread did not exit");
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3]);
 }
+
+#[test]
+fn handles_and_errors_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<EventQueue<String>>();
+    send_sync::<filature::threads::CumulativeEventQueue<String>>();
+    send_sync::<filature::threads::PutError<String>>();
+    send_sync::<filature::threads::JoinError>();
+    send_sync::<filature::threads::StillRunning>();
+}

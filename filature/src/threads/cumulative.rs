@@ -73,6 +73,12 @@ impl<E> Item<E> {
 /// that arrive later. Events put with [`put_high_priority`](Self::put_high_priority) skip the
 /// batch and are handled on their own as soon as the worker reaches them.
 ///
+/// Pause, ignore, resume, `stop`/`stop_now`, `get_unhandled` and `join` behave as for
+/// [`EventQueue`](super::EventQueue), with two points specific to batches: a graceful
+/// [`stop`](Self::stop) does not process the events still waiting in the batch (call
+/// [`process`](Self::process) first to flush them; otherwise `get_unhandled` returns them), and a
+/// handler that panics loses the batch it was given (logged, as in the original).
+///
 /// ```
 /// use std::sync::mpsc;
 /// use filature::threads::CumulativeEventQueue;

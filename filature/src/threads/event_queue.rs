@@ -46,7 +46,23 @@ const DEFAULT_NAME: &str = "filature-event-queue";
 /// A dedicated, named OS thread that hands each event to a handler, one at a time, in order.
 ///
 /// `EventQueue` is a cheap-to-clone handle; every method may be called from any thread, including
-/// from inside the handler. See the [module docs](self) for the protocols.
+/// from inside the handler (only [`join`](Self::join) refuses to run there).
+///
+/// - **Life cycle**: the thread starts when the queue is built (build it
+///   [`paused`](Builder::paused) to queue events first). [`stop`](Self::stop) drains the queue,
+///   [`stop_now`](Self::stop_now) leaves the rest for [`get_unhandled`](Self::get_unhandled), and
+///   dropping the last handle is a graceful stop. A handler holding a handle to its own queue
+///   keeps it alive until it is stopped explicitly.
+/// - **Pause** is a nested counter and takes effect before the next event, even if the worker is
+///   idle: nothing put after `pause()` returns is handled before the matching `unpause()`.
+/// - **Panics** in the handler are caught and logged once with `tracing::error!`, naming the
+///   queue's thread; the queue goes on with the next event.
+///
+/// Differences from python-application's `EventQueue`: the one-step life cycle above; the pause
+/// fix above; `put` after a stop hands the event back instead of queueing it forever; `pause`
+/// after a stop is a no-op (it could hang the original's stop); `resume(events)` puts the events
+/// at the *front* (they are older than anything queued since); `clear` returns what it removes
+/// (the original's `empty` dropped it).
 ///
 /// ```
 /// use std::sync::mpsc;
