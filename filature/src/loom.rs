@@ -5,6 +5,7 @@
 //! them for loom's model-checked versions (see `tests/loom_*.rs`).
 
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub(crate) mod sync {
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) mod atomic {
@@ -13,6 +14,7 @@ pub(crate) mod sync {
 }
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) mod sync {
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
     pub(crate) mod atomic {

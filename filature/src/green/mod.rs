@@ -1,4 +1,488 @@
-//! Green threads (being written).
+//! Green threads: stackful coroutines pinned to the hub of the thread that spawned them.
+//!
+//! Code in a green thread reads as blocking (`sleep`, `event.wait()`, `handle.join()`) without
+//! `async`: a blocking call parks the green thread and the hub runs others. Green threads never
+//! move to another OS thread, so `Rc`, thread-locals and `!Send` captures are sound, and a green
+//! thread may lend data on its stack while parked.
+//!
+//! The same blocking calls work in a thread's **main context** (outside any green thread): there
+//! they drive the thread's hub until the condition holds, so `main()` or any OS thread can wait on
+//! an `Event` or a `JoinHandle`. Inside a **hub callback** (a timer, a posted call, a link
+//! listener) they panic at once: blocking there would stall the loop; spawn a green thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use filature::green;
+//!
+//! let a = green::spawn(|| { green::sleep(Duration::from_millis(5)); "a" });
+//! let b = green::spawn(|| "b");
+//! assert_eq!((a.join(), b.join()), ("a", "b"));
+//! ```
 
+mod join;
+pub(crate) mod park;
+mod pool;
 #[allow(dead_code)]
 pub(crate) mod stack;
+pub(crate) mod thread;
+mod timeout;
+
+use std::fmt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc as StdArc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::hub::{self, Core, HubHandle};
+use crate::loom::sync::Arc;
+use crate::Stopped;
+use park::{ParkCell, Unparker};
+use thread::Green;
+
+pub use join::{JoinError, JoinHandle, JoinTimeoutError, LinkId};
+pub use pool::GreenPool;
+pub use stack::{force_mprotect_guards, StackError, StackErrorKind};
+pub use timeout::{with_timeout, Timeout};
+
+const BLOCKING_IN_CALLBACK: &str =
+    "cannot block inside a hub callback (a timer, a posted call or a link listener): it would stall the \
+     loop; spawn a green thread (green::spawn) and block there";
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A green thread could not be spawned.
+#[derive(Debug, Error)]
+#[error("cannot spawn a green thread: {0}")]
+pub struct SpawnError(#[from] StackError);
+
+impl SpawnError {
+    /// The underlying stack error.
+    pub fn stack_error(&self) -> &StackError {
+        &self.0
+    }
+}
+
+/// Who is calling: a green thread, or the thread's main context. (A hub callback is refused.)
+pub(crate) struct Parker {
+    core: Rc<Core>,
+    green: Option<Rc<Green>>,
+}
+
+impl Parker {
+    /// The calling context's parker. Panics, naming `op`, inside a hub callback.
+    pub(crate) fn current(op: &str) -> Parker {
+        hub::with_core(|core| {
+            let green = core.current.borrow().clone();
+            if green.is_none() && core.in_callback() {
+                panic!("{op}: {BLOCKING_IN_CALLBACK}");
+            }
+            Parker {
+                core: core.clone(),
+                green,
+            }
+        })
+    }
+
+    pub(crate) fn unparker(&self) -> &Unparker {
+        match &self.green {
+            Some(g) => &g.cell,
+            None => &self.core.main_cell,
+        }
+    }
+
+    /// Waits until unparked, until `deadline`, or spuriously; callers re-check their condition.
+    /// In a green thread a pending kill or timeout unwinds from here.
+    pub(crate) fn park(&self, deadline: Option<Instant>) {
+        match &self.green {
+            Some(g) => park_green(&self.core, g, deadline),
+            None => park_main(&self.core, deadline),
+        }
+    }
+
+    pub(crate) fn check_interrupts(&self) {
+        match &self.green {
+            Some(g) => g.check_interrupts(),
+            None => {
+                if let Some(id) = self.core.main_timeout.take() {
+                    std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
+                }
+            }
+        }
+    }
+}
+
+fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
+    g.check_interrupts();
+    if g.cell.try_consume() {
+        return;
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return;
+    }
+    if !g.cell.begin_park() {
+        g.cell.try_consume();
+        return;
+    }
+    let timer = deadline.map(|d| core.add_timer(d, hub::timer::Action::Unpark(g.cell.clone())));
+    g.suspend();
+    if let Some(t) = timer {
+        t.cancel_quiet();
+    }
+    g.cell.cancel_park();
+    g.cell.try_consume();
+    g.check_interrupts();
+}
+
+fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
+    let cell: &ParkCell = &core.main_cell;
+    let raise = |core: &Core| {
+        if let Some(id) = core.main_timeout.take() {
+            std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
+        }
+    };
+    raise(core);
+    if cell.try_consume() {
+        return;
+    }
+    if !cell.begin_park() {
+        cell.try_consume();
+        return;
+    }
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        core.turn(Some(cell), deadline, false);
+        if cell.peek_notified() || core.main_timeout_pending() {
+            break;
+        }
+    }
+    cell.cancel_park();
+    cell.try_consume();
+    raise(core);
+}
+
+impl Core {
+    fn main_timeout_pending(&self) -> bool {
+        let t = self.main_timeout.take();
+        self.main_timeout.set(t);
+        t.is_some()
+    }
+}
+
+/// Panics unless called from the thread's main context (for loop-driving entry points).
+pub(crate) fn assert_main_context(core: &Core, op: &str) {
+    if core.current.borrow().is_some() {
+        panic!("{op} must be called from a thread's main context, not from a green thread");
+    }
+    if core.in_callback() {
+        panic!("{op}: {BLOCKING_IN_CALLBACK}");
+    }
+}
+
+/// Configures a green thread before spawning it.
+///
+/// ```
+/// use filature::green;
+///
+/// let h = green::Builder::new()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .spawn(|| green::current().unwrap().name().map(str::to_owned));
+/// assert_eq!(h.join().as_deref(), Some("worker"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<StdArc<str>>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the default stack size and no name.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the green thread (shown in logs, overflow messages and [`current`]).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(StdArc::from(name.into()));
+        self
+    }
+
+    /// Usable stack size in bytes (rounded up to whole pages).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    fn size(&self) -> usize {
+        self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE)
+    }
+
+    /// Spawns on the current thread's hub. Panics if no stack can be had; see
+    /// [`try_spawn`](Self::try_spawn).
+    pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        match self.try_spawn(f) {
+            Ok(h) => h,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Spawns on the current thread's hub, or says why no stack could be had.
+    pub fn try_spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        hub::with_core(|core| {
+            let cell = Arc::new(ParkCell::new(core.shared.clone(), next_id()));
+            let shared = join::JoinShared::new(cell, self.name.clone());
+            Green::start(core, shared.clone(), self.size(), f)?;
+            Ok(JoinHandle::new(shared))
+        })
+    }
+
+    /// Spawns on another hub (or this one). `f` must be `Send`: it crosses threads once, then
+    /// stays on that hub. If no stack can be had there, the handle reports it as a failure.
+    pub fn spawn_on<F, T>(self, hub: &HubHandle, f: F) -> Result<JoinHandle<T>, Stopped>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if hub.is_current() {
+            return Ok(self.spawn(f));
+        }
+        let cell = Arc::new(ParkCell::new(hub.shared.clone(), next_id()));
+        let shared = join::JoinShared::new(cell, self.name.clone());
+        let size = self.size();
+        let sh = shared.clone();
+        hub.call(move || {
+            hub::with_core(|core| {
+                if let Err(e) = Green::start(core, sh.clone(), size, f) {
+                    sh.complete(Err(JoinError::Panicked(crate::Failure::from_error(e))));
+                }
+            })
+        })?;
+        Ok(JoinHandle::new(shared))
+    }
+
+    /// Spawns on the current hub after `delay`. Killing the handle before then means the green
+    /// thread never starts (and no stack is taken for it meanwhile).
+    pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        hub::with_core(|core| {
+            let cell = Arc::new(ParkCell::new(core.shared.clone(), next_id()));
+            let shared = join::JoinShared::new(cell, self.name.clone());
+            let sh = shared.clone();
+            let size = self.size();
+            hub::call_later(delay, move || {
+                if sh.cell.is_killed() {
+                    sh.complete(Err(JoinError::Killed));
+                    return;
+                }
+                hub::with_core(|core| {
+                    if let Err(e) = Green::start(core, sh.clone(), size, f) {
+                        sh.complete(Err(JoinError::Panicked(crate::Failure::from_error(e))));
+                    }
+                })
+            });
+            JoinHandle::new(shared)
+        })
+    }
+}
+
+/// Spawns a green thread on the current thread's hub. It starts on the hub's next pass (spawning
+/// never switches), after the green threads spawned before it. `f` need not be `Send`.
+///
+/// Panics if no stack can be had; [`try_spawn`] returns the error instead.
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Like [`spawn`], but returns an error instead of panicking when no stack can be had.
+pub fn try_spawn<F, T>(f: F) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().try_spawn(f)
+}
+
+/// Spawns a green thread that starts after `delay`; kill the handle to cancel it before then.
+pub fn spawn_after<F, T>(delay: Duration, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new().spawn_after(delay, f)
+}
+
+/// Starts a green thread on the current hub whose failure is logged (SIP SIMPLE's
+/// `call_in_green_thread`); returns at once.
+pub fn call_in_green_thread(f: impl FnOnce() + 'static) {
+    drop(spawn(f));
+}
+
+/// Parks the caller for `d` (green thread), or drives the hub for `d` (main context).
+pub fn sleep(d: Duration) {
+    let deadline = Instant::now() + d;
+    let p = Parker::current("green::sleep");
+    loop {
+        if Instant::now() >= deadline {
+            p.check_interrupts();
+            return;
+        }
+        p.park(Some(deadline));
+    }
+}
+
+/// Lets every other ready green thread run once, then continues. In a main context, runs one
+/// pass of the hub. A kill or timeout pending for the caller is raised here.
+pub fn yield_now() {
+    hub::with_core(|core| {
+        let g = core.current.borrow().clone();
+        match g {
+            Some(g) => {
+                g.check_interrupts();
+                if core.ready.borrow().is_empty() {
+                    return;
+                }
+                core.ready.borrow_mut().push_back(g.clone());
+                g.suspend();
+                g.check_interrupts();
+            }
+            None => {
+                if core.in_callback() {
+                    panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
+                }
+                core.turn(None, Some(Instant::now()), false);
+            }
+        }
+    })
+}
+
+/// Facts about the running green thread.
+#[derive(Clone)]
+pub struct Current {
+    id: u64,
+    name: Option<StdArc<str>>,
+}
+
+impl Current {
+    /// The green thread's id (unique in the process).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Its name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Debug for Current {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Current")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The running green thread, or `None` in a main context or hub callback.
+pub fn current() -> Option<Current> {
+    hub::with_core(|core| {
+        core.current.borrow().as_ref().map(|g| Current {
+            id: g.id(),
+            name: g.name.clone(),
+        })
+    })
+}
+
+/// True when called from inside a green thread.
+pub fn in_green_thread() -> bool {
+    hub::with_core(|core| core.current.borrow().is_some())
+}
+
+/// Waits for every handle and returns the values in input order. If one fails, the failure that
+/// happened first (in time) is raised at once, like `join` would, without waiting for the rest.
+pub fn join_all<T: 'static>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+    wait_all(&handles, true);
+    let mut first: Option<(u64, usize)> = None;
+    for (i, h) in handles.iter().enumerate() {
+        if let Some(seq) = h.finish_seq() {
+            if first.is_none_or(|(s, _)| seq < s) {
+                first = Some((seq, i));
+            }
+        }
+    }
+    if let Some((_, i)) = first {
+        let mut handles = handles;
+        let h = handles.swap_remove(i);
+        drop(handles);
+        h.join();
+        unreachable!("a failed green thread's join re-raises");
+    }
+    handles.into_iter().map(JoinHandle::join).collect()
+}
+
+/// Waits for every handle and returns every outcome in input order (failures trapped).
+pub fn join_all_results<T: 'static>(handles: Vec<JoinHandle<T>>) -> Vec<Result<T, JoinError>> {
+    wait_all(&handles, false);
+    handles.into_iter().map(JoinHandle::join_result).collect()
+}
+
+/// Kills every green thread and waits until all have finished unwinding.
+pub fn kill_all<T: 'static>(handles: &[JoinHandle<T>]) {
+    for h in handles {
+        h.kill();
+    }
+    wait_all(handles, false);
+}
+
+fn wait_all<T: 'static>(handles: &[JoinHandle<T>], stop_on_failure: bool) {
+    let p = Parker::current("green::join_all");
+    let me = crate::sync::waiter::Waiter::Park(p.unparker().clone());
+    struct Unregister<'a, T: 'static>(&'a [JoinHandle<T>], &'a crate::sync::waiter::Waiter);
+    impl<T: 'static> Drop for Unregister<'_, T> {
+        fn drop(&mut self) {
+            for h in self.0 {
+                h.remove_waiter(self.1);
+            }
+        }
+    }
+    let _unregister = Unregister(handles, &me);
+    loop {
+        let mut all = true;
+        for h in handles {
+            if stop_on_failure && h.finish_seq().is_some() && h.is_settled() {
+                return;
+            }
+            if !h.is_settled() {
+                all = false;
+                h.remove_waiter(&me);
+                h.add_waiter(me.clone());
+            }
+        }
+        if all {
+            return;
+        }
+        p.park(None);
+    }
+}

@@ -1,1 +1,537 @@
-//! (being written)
+//! Hubs: one event loop per OS thread (timers, I/O readiness through mio, a cross-thread inbox).
+//!
+//! # Vocabulary
+//!
+//! * The **core** (`Core`, private, `!Send`) is the loop's state, owned by its thread through a
+//!   thread-local, created lazily the first time the thread needs it: ready queue of green threads,
+//!   timers, the mio `Poll`, the local callback queue.
+//! * The **handle** ([`HubHandle`], `Send + Sync + Clone`) is the part other threads may touch:
+//!   the inbox and the mio `Waker` (`HubShared`).
+//! * A **pass** (`Core::turn`) drains the inbox once, fires due timers, runs every green thread that
+//!   was ready at the start of the pass once, then polls I/O (blocking only when nothing is ready).
+//!
+//! # Three contexts
+//!
+//! Code on a thread runs in one of three contexts, told apart by two fields of the core:
+//! `current` is set while a green thread runs (**green context**); `callback_depth > 0` while the
+//! loop runs a callback — a timer, an inbox item, a link listener (**callback context**); otherwise
+//! the thread is in its **main context**. A green-blocking call parks a green thread, drives the
+//! loop from a main context until its condition holds, and panics in a callback (blocking there
+//! would deadlock the loop). See [`crate::green`] for the park protocol.
+//!
+//! # Invariants
+//!
+//! * Only the owning thread touches the core. The loop is never re-entered: it is driven only from
+//!   the main context, and code it runs (callbacks, green threads) cannot drive it.
+//! * A green thread is resumed only by the loop, only when not finished, and is in the ready queue
+//!   at most once per reason (see `green::park`).
+//! * The loop blocks in `poll` only after `Inbox::prepare_sleep` marked it asleep and the waiting
+//!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
+//!   either is seen before blocking or wakes the poll.
+
+mod inbox;
+pub(crate) mod timer;
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::failure::panic_message;
+use crate::green::park::{ParkCell, Unparker};
+use crate::green::thread::Green;
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
+use crate::loom::sync::Arc;
+use crate::Stopped;
+
+pub use timer::{DelayedCall, DelayedCallError};
+
+use inbox::{Inbox, Wake};
+use timer::{Action, Timers};
+
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// While green threads are ready, poll I/O without blocking once every this many passes.
+const BUSY_POLL_EVERY: u32 = 61;
+
+pub(crate) enum Msg {
+    Call(Box<dyn FnOnce() + Send>),
+    Unpark(Unparker),
+}
+
+/// The part of a hub that other threads share.
+pub(crate) struct HubShared {
+    inbox: Inbox<Msg>,
+    waker: mio::Waker,
+    stop: AtomicBool,
+    name: String,
+}
+
+impl HubShared {
+    fn post(&self, msg: Msg) -> Result<(), Msg> {
+        match self.inbox.push(msg) {
+            Ok(Wake::Yes) => {
+                self.wake();
+                Ok(())
+            }
+            Ok(Wake::No) => Ok(()),
+            Err(m) => Err(m),
+        }
+    }
+
+    fn nudge(&self) {
+        if self.inbox.nudge() == Wake::Yes {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(hub = %self.name, "failed to wake hub: {e}");
+        }
+    }
+}
+
+/// A `Send + Sync` handle to a hub, for other threads: post calls, spawn green threads, stop it.
+///
+/// ```
+/// use filature::{hub, sync::Event};
+///
+/// let here = hub::current();
+/// let done = Event::new();
+/// let d = done.clone();
+/// std::thread::spawn(move || here.call(move || d.send(42).unwrap()).unwrap());
+/// assert_eq!(done.wait().unwrap(), 42); // drives this thread's hub until the call ran
+/// ```
+#[derive(Clone)]
+pub struct HubHandle {
+    pub(crate) shared: Arc<HubShared>,
+}
+
+impl HubHandle {
+    /// Runs `f` on the hub's thread, as a hub callback, on its next pass.
+    ///
+    /// Calls from one thread run in the order they were made; every accepted call runs exactly
+    /// once. A panic in `f` is logged and the hub goes on. Fails only once the hub is closed.
+    pub fn call(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
+        self.shared
+            .post(Msg::Call(Box::new(f)))
+            .map_err(|_| Stopped {
+                what: self.describe(),
+            })
+    }
+
+    /// Spawns a green thread on the hub. See [`crate::green::spawn`].
+    pub fn spawn<F, T>(&self, f: F) -> Result<crate::green::JoinHandle<T>, Stopped>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::green::Builder::new().spawn_on(self, f)
+    }
+
+    /// Asks [`run`] on the hub's thread to return at its next pass.
+    pub fn stop(&self) {
+        // ORDERING: Release pairs with the Acquire in `run`'s check.
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.nudge();
+    }
+
+    /// True when called on the hub's own thread.
+    pub fn is_current(&self) -> bool {
+        is_current_shared(&self.shared)
+    }
+
+    /// The hub's name (its thread's name).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many posted items wait for the hub's next pass.
+    pub fn inbox_len(&self) -> usize {
+        self.shared.inbox.len()
+    }
+
+    fn describe(&self) -> String {
+        format!("hub '{}'", self.shared.name)
+    }
+}
+
+impl fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubHandle")
+            .field("name", &self.shared.name)
+            .finish()
+    }
+}
+
+/// The loop state of the current thread's hub.
+pub(crate) struct Core {
+    pub(crate) shared: Arc<HubShared>,
+    poll: RefCell<mio::Poll>,
+    events: RefCell<mio::Events>,
+    pub(crate) ready: RefCell<VecDeque<Rc<Green>>>,
+    /// Green threads by slot, for wake-ups that arrive as a slot number.
+    greens: RefCell<Slots>,
+    timers: RefCell<Timers>,
+    /// The green thread running now, if any.
+    pub(crate) current: RefCell<Option<Rc<Green>>>,
+    callback_depth: Cell<u32>,
+    /// Callbacks for the next pass, posted from this thread (need not be `Send`).
+    local: RefCell<VecDeque<Box<dyn FnOnce()>>>,
+    drain_buf: RefCell<Vec<Msg>>,
+    busy_passes: Cell<u32>,
+    /// The main context's park cell.
+    pub(crate) main_cell: Unparker,
+    /// A `Timeout` that expired while the main context ran, to raise at its next park point.
+    pub(crate) main_timeout: Cell<Option<u64>>,
+}
+
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Rc<Green>>>,
+    free: Vec<usize>,
+}
+
+thread_local! {
+    static CORE: OnceCell<Rc<Core>> = const { OnceCell::new() };
+}
+
+impl Core {
+    fn new() -> Rc<Core> {
+        let poll = mio::Poll::new().expect("filature: cannot create an epoll instance");
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)
+            .expect("filature: cannot create an eventfd waker");
+        let name = std::thread::current()
+            .name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:?}", std::thread::current().id()));
+        let shared = Arc::new(HubShared {
+            inbox: Inbox::new(),
+            waker,
+            stop: AtomicBool::new(false),
+            name,
+        });
+        let main_cell = Arc::new(ParkCell::new(shared.clone(), 0));
+        Rc::new(Core {
+            shared,
+            poll: RefCell::new(poll),
+            events: RefCell::new(mio::Events::with_capacity(256)),
+            ready: RefCell::new(VecDeque::new()),
+            greens: RefCell::new(Slots::default()),
+            timers: RefCell::new(Timers::default()),
+            current: RefCell::new(None),
+            callback_depth: Cell::new(0),
+            local: RefCell::new(VecDeque::new()),
+            drain_buf: RefCell::new(Vec::new()),
+            busy_passes: Cell::new(0),
+            main_cell,
+            main_timeout: Cell::new(None),
+        })
+    }
+
+    pub(crate) fn in_callback(&self) -> bool {
+        self.callback_depth.get() > 0
+    }
+
+    pub(crate) fn insert_green(&self, g: &Rc<Green>) -> usize {
+        let mut s = self.greens.borrow_mut();
+        match s.free.pop() {
+            Some(i) => {
+                s.slots[i] = Some(g.clone());
+                i
+            }
+            None => {
+                s.slots.push(Some(g.clone()));
+                s.slots.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn remove_green(&self, slot: usize) {
+        let mut s = self.greens.borrow_mut();
+        if s.slots.get_mut(slot).and_then(Option::take).is_some() {
+            s.free.push(slot);
+        }
+    }
+
+    pub(crate) fn green_count(&self) -> usize {
+        let s = self.greens.borrow();
+        s.slots.len() - s.free.len()
+    }
+
+    /// Schedules the green thread behind an unparked cell (on this thread).
+    fn schedule_cell(&self, cell: &ParkCell) {
+        let Some(slot) = cell.slot() else { return };
+        let g = self.greens.borrow().slots.get(slot).and_then(|g| g.clone());
+        if let Some(g) = g {
+            if g.id() == cell.id {
+                self.ready.borrow_mut().push_back(g);
+            }
+        }
+    }
+
+    /// Queues a callback for the next pass (this thread only; need not be `Send`).
+    pub(crate) fn defer(&self, f: Box<dyn FnOnce()>) {
+        self.local.borrow_mut().push_back(f);
+    }
+
+    pub(crate) fn add_timer(&self, at: Instant, action: Action) -> Rc<timer::TimerCell> {
+        self.timers.borrow_mut().add(at, action)
+    }
+
+    /// Runs `f` as a hub callback: blocking inside panics; a panic is caught and logged.
+    pub(crate) fn run_callback(&self, what: &str, f: impl FnOnce()) {
+        self.callback_depth.set(self.callback_depth.get() + 1);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.callback_depth.set(self.callback_depth.get() - 1);
+        if let Err(p) = r {
+            tracing::error!(hub = %self.shared.name, "a {what} panicked: {}", panic_message(&*p));
+        }
+    }
+
+    /// One pass of the loop. `main` is the waiting main context's cell (the loop must not block
+    /// once it is notified); `deadline` bounds how long the pass may block.
+    pub(crate) fn turn(&self, main: Option<&ParkCell>, deadline: Option<Instant>, in_run: bool) {
+        // 1. Posted items and local callbacks.
+        if self.shared.inbox.has_pending() {
+            self.drain_inbox();
+        }
+        if !self.local.borrow().is_empty() {
+            let batch: Vec<_> = self.local.borrow_mut().drain(..).collect();
+            for f in batch {
+                self.run_callback("hub callback", f);
+            }
+        }
+        // 2. Due timers.
+        if !self.timers.borrow().is_empty() {
+            self.fire_timers();
+        }
+        // 3. Every green thread ready at the start of the pass, once.
+        let n = self.ready.borrow().len();
+        for _ in 0..n {
+            let g = self.ready.borrow_mut().pop_front();
+            match g {
+                Some(g) => self.resume(g),
+                None => break,
+            }
+        }
+        // 4. I/O, blocking only when there is nothing else to do.
+        let busy = !self.ready.borrow().is_empty() || !self.local.borrow().is_empty();
+        let notified = main.is_some_and(|m| !m.is_parked_hint());
+        if busy || notified {
+            let k = self.busy_passes.get() + 1;
+            if k >= BUSY_POLL_EVERY {
+                self.busy_passes.set(0);
+                self.poll_io(Some(Duration::ZERO));
+            } else {
+                self.busy_passes.set(k);
+            }
+            return;
+        }
+        let next_timer = self.timers.borrow_mut().next_deadline();
+        let wake_at = match (next_timer, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            self.poll_io(Some(Duration::ZERO));
+            return;
+        }
+        if !self.shared.inbox.prepare_sleep() {
+            return;
+        }
+        // Re-check after announcing sleep: an unpark of the main context or a stop request that
+        // raced with us saw `sleeping` and will wake the poll, or we see it now.
+        // ORDERING: Acquire pairs with `HubHandle::stop`.
+        let stop = in_run && self.shared.stop.load(Ordering::Acquire);
+        if main.is_some_and(|m| !m.is_parked_hint()) || stop {
+            self.shared.inbox.end_sleep();
+            return;
+        }
+        crate::green::stack::trim_thread_cache();
+        self.poll_io(timeout);
+        self.shared.inbox.end_sleep();
+    }
+
+    fn drain_inbox(&self) {
+        let mut buf = std::mem::take(&mut *self.drain_buf.borrow_mut());
+        self.shared.inbox.drain(&mut buf);
+        for msg in buf.drain(..) {
+            match msg {
+                Msg::Call(f) => self.run_callback("call posted to the hub", f),
+                Msg::Unpark(cell) => {
+                    if !cell.is_main() {
+                        self.schedule_cell(&cell);
+                    }
+                }
+            }
+        }
+        *self.drain_buf.borrow_mut() = buf;
+    }
+
+    fn fire_timers(&self) {
+        let now = Instant::now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some((cell, action)) = due else { break };
+            match action {
+                Action::Call(f) => self.run_callback("timer callback", f),
+                Action::Unpark(c) => crate::green::park::unpark(&c),
+            }
+            cell.finish();
+        }
+    }
+
+    fn poll_io(&self, timeout: Option<Duration>) {
+        let mut events = self.events.borrow_mut();
+        let r = self.poll.borrow_mut().poll(&mut events, timeout);
+        if let Err(e) = r {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!(hub = %self.shared.name, "poll failed: {e}");
+            }
+        }
+        // Only the waker is registered so far; its events need no handling (edge-triggered).
+    }
+
+    /// Resumes a ready green thread (the loop's side of a switch).
+    fn resume(&self, g: Rc<Green>) {
+        if g.is_finished() {
+            return;
+        }
+        *self.current.borrow_mut() = Some(g.clone());
+        let finished = g.resume();
+        self.current.borrow_mut().take();
+        if finished {
+            self.remove_green(g.slot());
+        }
+    }
+}
+
+impl ParkCell {
+    /// For the loop: is the main context still waiting (not yet notified)?
+    fn is_parked_hint(&self) -> bool {
+        !self.peek_notified()
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Green threads still parked when their thread exits: unwind them (destructors run) by
+        // killing and resuming each; anything that still refuses to finish is abandoned with its
+        // joiners told it was killed.
+        let greens: Vec<Rc<Green>> = self.greens.borrow_mut().slots.drain(..).flatten().collect();
+        for g in &greens {
+            g.abandon();
+        }
+        let _ = self.shared.inbox.close();
+    }
+}
+
+/// Runs `f` with the current thread's hub core, creating it on first use.
+#[inline]
+pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
+    CORE.with(|c| f(c.get_or_init(Core::new)))
+}
+
+/// The current thread's core, if the thread-local is still alive.
+pub(crate) fn try_core() -> Option<Rc<Core>> {
+    CORE.try_with(|c| c.get_or_init(Core::new).clone()).ok()
+}
+
+pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
+    with_core(|c| f(&mut c.timers.borrow_mut()))
+}
+
+fn is_current_shared(shared: &Arc<HubShared>) -> bool {
+    CORE.try_with(|c| {
+        c.get()
+            .is_some_and(|core| Arc::ptr_eq(&core.shared, shared))
+    })
+    .unwrap_or(false)
+}
+
+/// Called by `park::unpark` when it must schedule a context that was parked.
+pub(crate) fn schedule_unparked(cell: &Unparker) {
+    let local = CORE
+        .try_with(|c| match c.get() {
+            Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
+                if !cell.is_main() {
+                    core.schedule_cell(cell);
+                }
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false);
+    if local {
+        return;
+    }
+    if cell.is_main() {
+        cell.hub.nudge();
+    } else if cell.hub.post(Msg::Unpark(cell.clone())).is_err() {
+        // The hub is gone: its green threads were abandoned with it; nothing to wake.
+    }
+}
+
+/// A handle to the current thread's hub (created on first use).
+pub fn current() -> HubHandle {
+    with_core(|c| HubHandle {
+        shared: c.shared.clone(),
+    })
+}
+
+/// Runs `f` on the current hub after `delay`, as a hub callback (Twisted's `callLater`).
+///
+/// Timers with equal deadlines fire in the order they were created. `f` need not be `Send`.
+pub fn call_later(delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+    let at = Instant::now() + delay;
+    DelayedCall {
+        cell: with_core(|c| c.add_timer(at, Action::Call(Box::new(f)))),
+    }
+}
+
+/// Runs `f` on the current hub at its next pass, as a hub callback. `f` need not be `Send`.
+pub fn call_soon(f: impl FnOnce() + 'static) {
+    with_core(|c| c.defer(Box::new(f)));
+}
+
+/// Runs the current thread's hub until [`HubHandle::stop`] is called (from any thread).
+///
+/// Must be called from the thread's main context (not from a green thread or a callback).
+pub fn run() {
+    with_core(|core| {
+        crate::green::assert_main_context(core, "hub::run");
+        loop {
+            // ORDERING: Acquire pairs with the Release in `HubHandle::stop`.
+            if core.shared.stop.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            core.turn(None, None, true);
+        }
+    })
+}
+
+/// A snapshot of the current hub's state, for introspection and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubStats {
+    /// Green threads alive on the hub (ready, running or parked).
+    pub green_threads: usize,
+    /// Green threads ready to run.
+    pub ready: usize,
+    /// Pending timers.
+    pub timers: usize,
+    /// Items posted by other threads, not yet run.
+    pub inbox: usize,
+}
+
+/// Counts of the current hub's green threads, timers and inbox.
+pub fn stats() -> HubStats {
+    with_core(|c| HubStats {
+        green_threads: c.green_count(),
+        ready: c.ready.borrow().len(),
+        timers: c.timers.borrow().len(),
+        inbox: c.shared.inbox.len(),
+    })
+}

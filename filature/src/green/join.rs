@@ -1,0 +1,515 @@
+//! Join handles: waiting on a green thread's outcome from any context, links, kill.
+//!
+//! # Invariants
+//!
+//! * `JoinShared` is the meeting point of the green thread (which completes it exactly once, or
+//!   is abandoned, which completes it as killed) and its one `JoinHandle` plus any listeners. It
+//!   is `Send + Sync` when `T: Send`, so a handle can be waited on from another OS thread.
+//! * The outcome goes `Pending -> Done`, then `Done <-> Lent` while link listeners borrow it (on
+//!   the green thread's hub, at the pass after completion), then `Done -> Taken` by `join`. A
+//!   joiner that finds it `Lent` waits for the listeners to hand it back.
+//! * Waiters are registered and removed under the lock and woken after it is released.
+//! * A panic outcome that nobody observed (no `join`, no listener) is logged exactly once: at
+//!   completion if the handle is already gone and no listener is linked, otherwise when the handle
+//!   is dropped. Kills are not logged: they are requested on purpose.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use thiserror::Error;
+
+use super::park::{unpark, Unparker};
+use super::Parker;
+use crate::sync::waiter::Waiter;
+use crate::Failure;
+
+/// How a green thread ended, when it did not return a value.
+#[derive(Debug, Clone, Error)]
+pub enum JoinError {
+    /// The green thread panicked; the failure carries the panic.
+    #[error("green thread panicked: {0}")]
+    Panicked(Failure),
+    /// The green thread was killed (or never started because it was killed first).
+    #[error("green thread was killed")]
+    Killed,
+}
+
+impl JoinError {
+    /// True if the green thread was killed.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, JoinError::Killed)
+    }
+    /// The panic, if the green thread panicked.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            JoinError::Panicked(f) => Some(f),
+            JoinError::Killed => None,
+        }
+    }
+}
+
+/// [`JoinHandle::join_timeout`] gave up: either time ran out (the handle comes back) or the green
+/// thread failed.
+#[derive(Error)]
+pub enum JoinTimeoutError<T> {
+    /// Time ran out; here is the handle, still joinable.
+    #[error("timed out waiting for a green thread")]
+    TimedOut(JoinHandle<T>),
+    /// The green thread panicked or was killed.
+    #[error(transparent)]
+    Failed(JoinError),
+}
+
+impl<T> fmt::Debug for JoinTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinTimeoutError::TimedOut(_) => f.write_str("TimedOut(..)"),
+            JoinTimeoutError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+/// Identifies a listener added with [`JoinHandle::link`] and friends, for [`JoinHandle::unlink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
+type Listener<T> = Box<dyn FnOnce(&Result<T, JoinError>) -> bool + Send>;
+
+enum Outcome<T> {
+    Pending,
+    Done(Result<T, JoinError>),
+    Lent,
+    Taken,
+}
+
+struct State<T> {
+    outcome: Outcome<T>,
+    waiters: Vec<Waiter>,
+    links: Vec<(u64, Listener<T>)>,
+    next_link: u64,
+    observed: bool,
+    handle_alive: bool,
+    finish_seq: u64,
+}
+
+pub(crate) struct JoinShared<T> {
+    pub(crate) cell: Unparker,
+    name: Option<Arc<str>>,
+    state: Mutex<State<T>>,
+    done: AtomicBool,
+}
+
+/// Completion order across all green threads ("first failure in time").
+static FINISH_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The type-erased side of `JoinShared` a green thread keeps for teardown.
+pub(crate) trait Complete {
+    fn complete_killed(&self);
+}
+
+impl<T> Complete for JoinShared<T> {
+    fn complete_killed(&self) {
+        self.complete_inner(Err(JoinError::Killed), false);
+    }
+}
+
+impl<T> JoinShared<T> {
+    pub(crate) fn new(cell: Unparker, name: Option<Arc<str>>) -> Arc<Self> {
+        Arc::new(JoinShared {
+            cell,
+            name,
+            state: Mutex::new(State {
+                outcome: Outcome::Pending,
+                waiters: Vec::new(),
+                links: Vec::new(),
+                next_link: 0,
+                observed: false,
+                handle_alive: true,
+                finish_seq: 0,
+            }),
+            done: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.cell.id
+    }
+
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
+    }
+
+    /// Records the outcome (first call only) and wakes every waiter; listeners run at the hub's
+    /// next pass.
+    pub(crate) fn complete(self: &Arc<Self>, outcome: Result<T, JoinError>)
+    where
+        T: 'static,
+    {
+        if self.complete_inner(outcome, true) {
+            let me = self.clone();
+            crate::hub::with_core(|c| c.defer(Box::new(move || me.run_links())));
+        }
+    }
+
+    /// Returns true if listeners must be run.
+    fn complete_inner(&self, outcome: Result<T, JoinError>, can_run_links: bool) -> bool {
+        let mut st = self.state.lock();
+        if !matches!(st.outcome, Outcome::Pending) {
+            return false;
+        }
+        if let Err(JoinError::Panicked(f)) = &outcome {
+            if !st.handle_alive && st.links.is_empty() {
+                st.observed = true;
+                tracing::error!(
+                    green_thread = self.id(),
+                    name = self.name.as_deref().unwrap_or(""),
+                    "green thread panicked and nobody joined it: {f}"
+                );
+            }
+        }
+        st.outcome = Outcome::Done(outcome);
+        st.finish_seq = FINISH_SEQ.fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Release pairs with the Acquire in `is_finished`: a thread that sees `done`
+        // and then locks sees the outcome (the lock orders it too).
+        self.done.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut st.waiters);
+        let run_links = can_run_links && !st.links.is_empty();
+        if !can_run_links {
+            st.links.clear();
+        }
+        drop(st);
+        for w in waiters {
+            w.wake();
+        }
+        run_links
+    }
+
+    fn run_links(&self) {
+        let (links, outcome) = {
+            let mut st = self.state.lock();
+            let links = std::mem::take(&mut st.links);
+            match std::mem::replace(&mut st.outcome, Outcome::Lent) {
+                Outcome::Done(r) => (links, r),
+                other => {
+                    st.outcome = other;
+                    return;
+                }
+            }
+        };
+        let mut observed = false;
+        for (_, l) in links {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
+                Ok(saw_failure) => observed |= saw_failure,
+                Err(p) => tracing::error!(
+                    green_thread = self.id(),
+                    "a link listener panicked: {}",
+                    crate::failure::panic_message(&*p)
+                ),
+            }
+        }
+        let waiters = {
+            let mut st = self.state.lock();
+            st.observed |= observed;
+            if let Err(JoinError::Panicked(f)) = &outcome {
+                if !st.observed && !st.handle_alive {
+                    st.observed = true;
+                    tracing::error!(
+                        green_thread = self.id(),
+                        "green thread panicked and nobody joined it: {f}"
+                    );
+                }
+            }
+            st.outcome = Outcome::Done(outcome);
+            std::mem::take(&mut st.waiters)
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        // ORDERING: see `complete_inner`.
+        self.done.load(Ordering::Acquire)
+    }
+
+    fn is_settled(st: &State<T>) -> bool {
+        matches!(st.outcome, Outcome::Done(_) | Outcome::Taken)
+    }
+
+    /// Waits until the outcome is settled (not lent to listeners). False on timeout.
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        if let Some(d) = deadline {
+            if Self::is_settled(&self.state.lock()) {
+                return true;
+            }
+            let _ = d;
+        }
+        let parker = Parker::current("JoinHandle::join");
+        let me = Waiter::Park(parker.unparker().clone());
+        let mut registered = false;
+        let _guard = Deregister {
+            shared: self,
+            waiter: &me,
+        };
+        loop {
+            {
+                let mut st = self.state.lock();
+                if Self::is_settled(&st) {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+                if !registered || !st.waiters.iter().any(|w| w.same(&me)) {
+                    st.waiters.push(me.clone());
+                    registered = true;
+                }
+            }
+            parker.park(deadline);
+        }
+    }
+
+    fn take(&self) -> Result<T, JoinError> {
+        let mut st = self.state.lock();
+        st.observed = true;
+        match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+            Outcome::Done(r) => r,
+            _ => panic!("join outcome taken twice"),
+        }
+    }
+
+    fn add_link(self: &Arc<Self>, l: Listener<T>) -> LinkId
+    where
+        T: 'static,
+    {
+        let mut st = self.state.lock();
+        let id = st.next_link;
+        st.next_link += 1;
+        st.links.push((id, l));
+        if matches!(st.outcome, Outcome::Done(_) | Outcome::Lent) && st.links.len() == 1 {
+            drop(st);
+            let me = self.clone();
+            crate::hub::with_core(|c| c.defer(Box::new(move || me.run_links())));
+        } else if matches!(st.outcome, Outcome::Taken) {
+            // The value was joined already: there is nothing left to hand to the listener.
+            st.links.pop();
+        }
+        LinkId(id)
+    }
+}
+
+struct Deregister<'a, T> {
+    shared: &'a JoinShared<T>,
+    waiter: &'a Waiter,
+}
+
+impl<T> Drop for Deregister<'_, T> {
+    fn drop(&mut self) {
+        self.shared
+            .state
+            .lock()
+            .waiters
+            .retain(|w| !w.same(self.waiter));
+    }
+}
+
+/// An owned permission to wait on a green thread's outcome (and to kill it).
+///
+/// `join` works from any context: a green thread (parks it), a thread's main context or another
+/// OS thread (drives that thread's hub while waiting). A panic in the green thread is re-raised by
+/// [`join`](Self::join); if nobody joins, it is logged once. A `JoinHandle` is also a `Future`
+/// whose output is `Result<T, JoinError>`.
+///
+/// ```
+/// use filature::green;
+///
+/// let h = green::spawn(|| 6 * 7);
+/// assert_eq!(h.join(), 42);
+/// ```
+pub struct JoinHandle<T> {
+    shared: Arc<JoinShared<T>>,
+}
+
+impl<T: 'static> JoinHandle<T> {
+    pub(crate) fn new(shared: Arc<JoinShared<T>>) -> Self {
+        JoinHandle { shared }
+    }
+
+    /// The green thread's id (unique in the process).
+    pub fn id(&self) -> u64 {
+        self.shared.id()
+    }
+
+    /// The green thread's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name.as_deref()
+    }
+
+    /// True once the green thread has finished (returned, panicked or been killed).
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
+    }
+
+    /// Waits for the green thread and returns its value; re-raises its panic; panics if it was
+    /// killed.
+    pub fn join(self) -> T {
+        match self.join_result() {
+            Ok(v) => v,
+            Err(JoinError::Panicked(f)) => f.resume_unwind(),
+            Err(JoinError::Killed) => panic!("joined a green thread that was killed"),
+        }
+    }
+
+    /// Waits for the green thread and returns its outcome.
+    pub fn join_result(self) -> Result<T, JoinError> {
+        self.shared.wait(None);
+        self.shared.take()
+    }
+
+    /// Waits at most `timeout`. On timeout the handle comes back inside the error.
+    pub fn join_timeout(self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
+        if self.shared.wait(Some(Instant::now() + timeout)) {
+            self.shared.take().map_err(JoinTimeoutError::Failed)
+        } else {
+            Err(JoinTimeoutError::TimedOut(self))
+        }
+    }
+
+    /// Waits until the green thread has finished, without taking its outcome. Waiting again
+    /// returns at once.
+    pub fn wait(&self) {
+        self.shared.wait(None);
+    }
+
+    /// Like [`wait`](Self::wait) with a time limit; false if it ran out.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.shared.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Kills the green thread: it unwinds from its current (or next) park point, running its
+    /// destructors. A green thread that has not started yet never runs; killing a finished one
+    /// does nothing. Does not wait: `join` or `wait` to see it finish. Callable from any thread.
+    pub fn kill(&self) {
+        if self.shared.is_finished() {
+            return;
+        }
+        if self.shared.cell.request_kill() {
+            unpark(&self.shared.cell);
+        }
+    }
+
+    /// Calls `f` with the outcome once the green thread ends (at once if it has ended), on the
+    /// hub's next pass, not inside the finishing green thread. A panicking listener is logged
+    /// and the others still run. A listener added after the value was taken by `join` never runs.
+    pub fn link(&self, f: impl FnOnce(&Result<T, JoinError>) + Send + 'static) -> LinkId {
+        self.shared.add_link(Box::new(move |r| {
+            f(r);
+            true
+        }))
+    }
+
+    /// Calls `f` with the value if the green thread returns one.
+    pub fn link_value(&self, f: impl FnOnce(&T) + Send + 'static) -> LinkId {
+        self.shared.add_link(Box::new(move |r| {
+            if let Ok(v) = r {
+                f(v);
+            }
+            false
+        }))
+    }
+
+    /// Calls `f` with the error if the green thread panicked or was killed.
+    pub fn link_exception(&self, f: impl FnOnce(&JoinError) + Send + 'static) -> LinkId {
+        self.shared.add_link(Box::new(move |r| match r {
+            Err(e) => {
+                f(e);
+                true
+            }
+            Ok(_) => false,
+        }))
+    }
+
+    /// Removes a listener that has not run yet. Returns whether it was removed.
+    pub fn unlink(&self, id: LinkId) -> bool {
+        let mut st = self.shared.state.lock();
+        let before = st.links.len();
+        st.links.retain(|(i, _)| *i != id.0);
+        st.links.len() != before
+    }
+
+    pub(crate) fn finish_seq(&self) -> Option<u64> {
+        let st = self.shared.state.lock();
+        match st.outcome {
+            Outcome::Done(Err(_)) => Some(st.finish_seq),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn add_waiter(&self, w: Waiter) -> bool {
+        let mut st = self.shared.state.lock();
+        if JoinShared::is_settled(&st) {
+            return false;
+        }
+        st.waiters.push(w);
+        true
+    }
+
+    pub(crate) fn remove_waiter(&self, w: &Waiter) {
+        self.shared.state.lock().waiters.retain(|x| !x.same(w));
+    }
+
+    pub(crate) fn is_settled(&self) -> bool {
+        JoinShared::is_settled(&self.shared.state.lock())
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        let mut guard = self.shared.state.lock();
+        let st = &mut *guard;
+        st.handle_alive = false;
+        if let Outcome::Done(Err(JoinError::Panicked(f))) = &st.outcome {
+            if !st.observed && st.links.is_empty() {
+                st.observed = true;
+                tracing::error!(
+                    green_thread = self.shared.id(),
+                    name = self.shared.name.as_deref().unwrap_or(""),
+                    "green thread panicked and nobody joined it: {f}"
+                );
+            }
+        }
+    }
+}
+
+impl<T: 'static> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.shared.state.lock();
+        if let Outcome::Done(_) = st.outcome {
+            drop(st);
+            return Poll::Ready(self.shared.take());
+        }
+        let w = Waiter::Task(cx.waker().clone());
+        if !st.waiters.iter().any(|x| x.same(&w)) {
+            st.waiters.push(w);
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.shared.id())
+            .field("name", &self.shared.name)
+            .field("finished", &self.shared.is_finished())
+            .finish()
+    }
+}

@@ -1,0 +1,196 @@
+//! A green thread: a corosensei coroutine on a [`GreenStack`], pinned to the hub that made it.
+//!
+//! # Invariants
+//!
+//! * A `Green` lives in an `Rc` owned by its hub (slot table, ready queue, `current`); it is never
+//!   touched from another thread. Other threads reach it only through its `ParkCell` (an `Arc`),
+//!   whose wake-ups travel through the hub's inbox as a slot number checked against the id.
+//! * The coroutine is resumed only by the hub loop (`Core::resume`), only on the thread that
+//!   created it, and only while it is not finished. It suspends only from inside itself, through
+//!   the `Yielder` it was given when it started (`suspend`), so a resume always returns to the loop.
+//! * The stack never moves while the coroutine exists, so data a green thread lends from its stack
+//!   (`tpool::execute`) stays valid while it is parked.
+//! * The body catches every panic at the green thread's boundary and turns it into the join
+//!   outcome; a kill is an unwind with a private payload, caught there too. Nothing unwinds out of
+//!   `resume`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+use std::sync::Arc as StdArc;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use super::join::{Complete, JoinError, JoinShared};
+use super::park::Unparker;
+use super::stack::GreenStack;
+use crate::hub::Core;
+use crate::Failure;
+
+type Coro = Coroutine<(), (), (), GreenStack>;
+
+/// The unwind payload of a kill. Private: only our own boundary catches it.
+pub(crate) struct KillUnwind;
+
+/// The unwind payload of an expired [`Timeout`](super::Timeout), carrying its id.
+pub(crate) struct TimeoutUnwind(pub(crate) u64);
+
+pub(crate) struct Green {
+    pub(crate) cell: Unparker,
+    co: RefCell<Option<Coro>>,
+    yielder: Cell<*const Yielder<(), ()>>,
+    pub(crate) name: Option<StdArc<str>>,
+    slot: Cell<usize>,
+    finished: Cell<bool>,
+    /// The outermost expired `Timeout` not yet raised (smallest id wins: outer timeouts start first).
+    pub(crate) timeout: Cell<Option<u64>>,
+    /// While > 0 the stack is lent to a pool job and a kill is held back.
+    pub(crate) lent: Cell<u32>,
+    completion: StdArc<dyn Complete>,
+}
+
+impl Green {
+    /// Creates the green thread and queues it to start on `core`'s next pass.
+    pub(crate) fn start<F, T>(
+        core: &Rc<Core>,
+        shared: StdArc<JoinShared<T>>,
+        stack_size: usize,
+        f: F,
+    ) -> Result<(), super::SpawnError>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        super::stack::ensure_signal_stack();
+        let mut stack = GreenStack::new(stack_size).map_err(super::SpawnError::from)?;
+        stack.label(shared.id(), shared.name().map(|n| &**n));
+        let body_shared = shared.clone();
+        let co = Coroutine::with_stack(stack, move |y: &Yielder<(), ()>, ()| {
+            body(y, body_shared, f);
+        });
+        let g = Rc::new(Green {
+            cell: shared.cell.clone(),
+            co: RefCell::new(Some(co)),
+            yielder: Cell::new(ptr::null()),
+            name: shared.name().cloned(),
+            slot: Cell::new(0),
+            finished: Cell::new(false),
+            timeout: Cell::new(None),
+            lent: Cell::new(0),
+            completion: shared,
+        });
+        let slot = core.insert_green(&g);
+        g.slot.set(slot);
+        g.cell.set_slot(slot);
+        core.ready.borrow_mut().push_back(g);
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.cell.id
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot.get()
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.get()
+    }
+
+    /// Runs the green thread until it suspends or finishes. Returns true when it finished.
+    /// Called only by the hub loop, with `current` set to this green thread.
+    pub(crate) fn resume(&self) -> bool {
+        let mut co = self.co.borrow_mut();
+        let Some(c) = co.as_mut() else { return true };
+        match c.resume(()) {
+            CoroutineResult::Yield(()) => false,
+            CoroutineResult::Return(()) => {
+                self.finished.set(true);
+                // Dropping the finished coroutine returns its stack to the pool.
+                *co = None;
+                true
+            }
+        }
+    }
+
+    /// Switches from this green thread back to its hub loop. Returns when the loop resumes it.
+    /// Must be called on this green thread (it is `current`).
+    #[inline]
+    pub(crate) fn suspend(&self) {
+        let y = self.yielder.get();
+        debug_assert!(!y.is_null(), "suspend before the green thread started");
+        // SAFETY: `yielder` was set by `body` from the `&Yielder` corosensei handed to this
+        // coroutine; it points into this coroutine's stack, which does not move or go away while
+        // the coroutine exists, and we are running on that coroutine (callers only suspend the
+        // current green thread), which is exactly when `Yielder::suspend` may be used.
+        unsafe { (*y).suspend(()) }
+    }
+
+    /// Raises a pending kill or timeout at this park point (the caller is this green thread).
+    #[inline]
+    pub(crate) fn check_interrupts(&self) {
+        if self.lent.get() > 0 {
+            return;
+        }
+        if self.cell.is_killed() {
+            panic::resume_unwind(Box::new(KillUnwind));
+        }
+        if let Some(id) = self.timeout.take() {
+            panic::resume_unwind(Box::new(TimeoutUnwind(id)));
+        }
+    }
+
+    /// The hub is being torn down with this green thread still parked or never started: tell
+    /// its joiners it was killed, and leak its stack rather than unwind it from a thread-local
+    /// destructor (where the code it would run could no longer reach the hub).
+    pub(crate) fn abandon(&self) {
+        self.completion.complete_killed();
+        if let Ok(mut co) = self.co.try_borrow_mut() {
+            if let Some(c) = co.take() {
+                if c.started() && !c.done() {
+                    tracing::warn!(
+                        green_thread = self.id(),
+                        "a green thread was still parked when its thread exited; its stack is leaked"
+                    );
+                    std::mem::forget(c);
+                }
+            }
+        }
+    }
+}
+
+/// The body of every green thread, running on its own stack.
+fn body<F, T>(y: &Yielder<(), ()>, shared: StdArc<JoinShared<T>>, f: F)
+where
+    F: FnOnce() -> T,
+    T: 'static,
+{
+    crate::hub::with_core(|core| {
+        if let Some(g) = core.current.borrow().as_ref() {
+            g.yielder.set(y as *const _);
+        }
+    });
+    if shared.cell.is_killed() {
+        shared.complete(Err(JoinError::Killed));
+        return;
+    }
+    let outcome = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(p) => Err(classify(p)),
+    };
+    shared.complete(outcome);
+}
+
+pub(crate) fn classify(p: Box<dyn Any + Send>) -> JoinError {
+    if p.is::<KillUnwind>() {
+        JoinError::Killed
+    } else if p.is::<TimeoutUnwind>() {
+        JoinError::Panicked(Failure::from_error(crate::TimedOut))
+    } else {
+        JoinError::Panicked(Failure::from_panic(p))
+    }
+}

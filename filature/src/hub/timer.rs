@@ -1,0 +1,273 @@
+//! Timers of a hub: a binary heap on the monotonic clock, with lazy deletion.
+//!
+//! # Invariants
+//!
+//! * Every timer is a `TimerCell` (shared by the heap and, for user timers, a [`DelayedCall`]).
+//!   A heap entry is `(deadline, seq, gen, cell)`; `seq` is the timer's creation number, so equal
+//!   deadlines fire in creation order (a `reset` keeps the timer's `seq`).
+//! * Moving a timer (`reset`, `delay`) bumps the cell's `gen` and pushes a new entry; an entry
+//!   whose `gen` is stale, or whose cell is no longer `Pending`, is dropped when it reaches the
+//!   top. When stale entries outnumber live ones the heap is rebuilt, so a churn of cancelled
+//!   timeouts cannot grow it without bound.
+//! * A timer fires at most once: its state goes `Pending -> Running -> Called` (or `Pending ->
+//!   Cancelled`), only on the hub's thread, and its action is taken out of the cell before it runs.
+//!   `active()` is false while it runs, as in Twisted.
+//! * Timers are `!Send`: they live on one hub and are touched only from its thread.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::green::park::Unparker;
+
+pub(crate) enum Action {
+    /// A user callback, run as a hub callback.
+    Call(Box<dyn FnOnce()>),
+    /// Wake a parked context (a timed wait).
+    Unpark(Unparker),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Pending,
+    Running,
+    Called,
+    Cancelled,
+}
+
+pub(crate) struct TimerCell {
+    deadline: Cell<Instant>,
+    seq: u64,
+    gen: Cell<u32>,
+    state: Cell<State>,
+    action: RefCell<Option<Action>>,
+}
+
+struct Entry {
+    deadline: Instant,
+    seq: u64,
+    gen: u32,
+    cell: Rc<TimerCell>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest (deadline, seq) on top.
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Entry>,
+    next_seq: u64,
+    live: usize,
+}
+
+impl Timers {
+    pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> Rc<TimerCell> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let cell = Rc::new(TimerCell {
+            deadline: Cell::new(deadline),
+            seq,
+            gen: Cell::new(0),
+            state: Cell::new(State::Pending),
+            action: RefCell::new(Some(action)),
+        });
+        self.heap.push(Entry {
+            deadline,
+            seq,
+            gen: 0,
+            cell: cell.clone(),
+        });
+        self.live += 1;
+        cell
+    }
+
+    fn reschedule(&mut self, cell: &Rc<TimerCell>, deadline: Instant) {
+        let gen = cell.gen.get().wrapping_add(1);
+        cell.gen.set(gen);
+        cell.deadline.set(deadline);
+        self.heap.push(Entry {
+            deadline,
+            seq: cell.seq,
+            gen,
+            cell: cell.clone(),
+        });
+        self.compact_if_needed();
+    }
+
+    fn cancelled(&mut self) {
+        self.live -= 1;
+        self.compact_if_needed();
+    }
+
+    fn compact_if_needed(&mut self) {
+        if self.heap.len() > 1024 && self.heap.len() > 2 * self.live {
+            let entries = std::mem::take(&mut self.heap).into_vec();
+            self.heap = entries.into_iter().filter(|e| e.is_live()).collect();
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// The earliest live deadline.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(top) = self.heap.peek() {
+            if top.is_live() {
+                return Some(top.deadline);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Pops the next timer due at `now`, marking it running and handing out its action.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Rc<TimerCell>, Action)> {
+        loop {
+            let top = self.heap.peek()?;
+            if !top.is_live() {
+                self.heap.pop();
+                continue;
+            }
+            if top.deadline > now {
+                return None;
+            }
+            let entry = self.heap.pop().expect("peeked");
+            self.live -= 1;
+            entry.cell.state.set(State::Running);
+            let action = entry
+                .cell
+                .action
+                .borrow_mut()
+                .take()
+                .expect("a pending timer has an action");
+            return Some((entry.cell, action));
+        }
+    }
+}
+
+impl Entry {
+    fn is_live(&self) -> bool {
+        self.cell.state.get() == State::Pending && self.cell.gen.get() == self.gen
+    }
+}
+
+impl TimerCell {
+    pub(crate) fn finish(&self) {
+        self.state.set(State::Called);
+    }
+
+    /// Cancels the timer if it is still pending (internal timers; silent).
+    pub(crate) fn cancel_quiet(self: &Rc<Self>) {
+        if self.state.get() == State::Pending {
+            self.state.set(State::Cancelled);
+            self.action.borrow_mut().take();
+            crate::hub::with_timers(|t| t.cancelled());
+        }
+    }
+}
+
+/// Why a [`DelayedCall`] operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DelayedCallError {
+    /// The call was already cancelled.
+    #[error("the delayed call was already cancelled")]
+    AlreadyCancelled,
+    /// The call already ran (or is running).
+    #[error("the delayed call has already been called")]
+    AlreadyCalled,
+}
+
+/// A call scheduled on a hub for later (Twisted's `DelayedCall`), returned by
+/// [`call_later`](crate::hub::call_later). Not `Send`: it belongs to the hub that made it.
+///
+/// ```
+/// use std::time::Duration;
+/// use filature::hub;
+///
+/// let dc = hub::call_later(Duration::from_secs(60), || unreachable!());
+/// assert!(dc.active());
+/// dc.cancel().unwrap();
+/// assert!(!dc.active());
+/// assert_eq!(dc.cancel(), Err(hub::DelayedCallError::AlreadyCancelled));
+/// ```
+pub struct DelayedCall {
+    pub(crate) cell: Rc<TimerCell>,
+}
+
+impl DelayedCall {
+    fn check_pending(&self) -> Result<(), DelayedCallError> {
+        match self.cell.state.get() {
+            State::Pending => Ok(()),
+            State::Cancelled => Err(DelayedCallError::AlreadyCancelled),
+            State::Running | State::Called => Err(DelayedCallError::AlreadyCalled),
+        }
+    }
+
+    /// Cancels the call. Cancelling twice, or after it ran, is an error that says which.
+    pub fn cancel(&self) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        self.cell.state.set(State::Cancelled);
+        self.cell.action.borrow_mut().take();
+        crate::hub::with_timers(|t| t.cancelled());
+        Ok(())
+    }
+
+    /// Moves the call to `d` from now.
+    pub fn reset(&self, d: Duration) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        crate::hub::with_timers(|t| t.reschedule(&self.cell, Instant::now() + d));
+        Ok(())
+    }
+
+    /// Postpones the call by `d` (from its current time).
+    pub fn delay(&self, d: Duration) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        let at = self.cell.deadline.get() + d;
+        crate::hub::with_timers(|t| t.reschedule(&self.cell, at));
+        Ok(())
+    }
+
+    /// True until the call runs or is cancelled (false while it is running).
+    pub fn active(&self) -> bool {
+        self.cell.state.get() == State::Pending
+    }
+
+    /// When the call is due, on the monotonic clock.
+    pub fn time(&self) -> Instant {
+        self.cell.deadline.get()
+    }
+}
+
+impl fmt::Debug for DelayedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DelayedCall")
+            .field("time", &self.cell.deadline.get())
+            .field("state", &self.cell.state.get())
+            .finish()
+    }
+}
