@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use super::park::{unpark, Unparker};
 use super::Parker;
-use crate::sync::waiter::Waiter;
+use crate::sync::waiter::{Waiter, WaiterList};
 use crate::Failure;
 
 /// How a green thread ended, when it did not return a value.
@@ -90,7 +90,7 @@ enum Outcome<T> {
 
 struct State<T> {
     outcome: Outcome<T>,
-    waiters: Vec<Waiter>,
+    waiters: WaiterList,
     links: Vec<(u64, Listener<T>)>,
     next_link: u64,
     observed: bool,
@@ -103,6 +103,8 @@ pub(crate) struct JoinShared<T> {
     name: Option<Arc<str>>,
     state: Mutex<State<T>>,
     done: AtomicBool,
+    /// Mirrors `Outcome::Lent` for lock-free readers; written under the lock.
+    lent: AtomicBool,
 }
 
 /// Completion order across all green threads ("first failure in time").
@@ -126,7 +128,7 @@ impl<T> JoinShared<T> {
             name,
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
-                waiters: Vec::new(),
+                waiters: WaiterList::default(),
                 links: Vec::new(),
                 next_link: 0,
                 observed: false,
@@ -134,6 +136,7 @@ impl<T> JoinShared<T> {
                 finish_seq: 0,
             }),
             done: AtomicBool::new(false),
+            lent: AtomicBool::new(false),
         })
     }
 
@@ -173,8 +176,10 @@ impl<T> JoinShared<T> {
                 );
             }
         }
+        if outcome.is_err() {
+            st.finish_seq = FINISH_SEQ.fetch_add(1, Ordering::Relaxed);
+        }
         st.outcome = Outcome::Done(outcome);
-        st.finish_seq = FINISH_SEQ.fetch_add(1, Ordering::Relaxed);
         // ORDERING: Release pairs with the Acquire in `is_finished`: a thread that sees `done`
         // and then locks sees the outcome (the lock orders it too).
         self.done.store(true, Ordering::Release);
@@ -184,9 +189,7 @@ impl<T> JoinShared<T> {
             st.links.clear();
         }
         drop(st);
-        for w in waiters {
-            w.wake();
-        }
+        waiters.wake_all();
         run_links
     }
 
@@ -195,7 +198,11 @@ impl<T> JoinShared<T> {
             let mut st = self.state.lock();
             let links = std::mem::take(&mut st.links);
             match std::mem::replace(&mut st.outcome, Outcome::Lent) {
-                Outcome::Done(r) => (links, r),
+                Outcome::Done(r) => {
+                    // ORDERING: Release, read by `settled_hint`.
+                    self.lent.store(true, Ordering::Release);
+                    (links, r)
+                }
                 other => {
                     st.outcome = other;
                     return;
@@ -226,11 +233,11 @@ impl<T> JoinShared<T> {
                 }
             }
             st.outcome = Outcome::Done(outcome);
+            // ORDERING: Release, read by `settled_hint`.
+            self.lent.store(false, Ordering::Release);
             std::mem::take(&mut st.waiters)
         };
-        for w in waiters {
-            w.wake();
-        }
+        waiters.wake_all();
     }
 
     fn is_finished(&self) -> bool {
@@ -244,40 +251,51 @@ impl<T> JoinShared<T> {
 
     /// Waits until the outcome is settled (not lent to listeners). False on timeout.
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        if let Some(d) = deadline {
-            if Self::is_settled(&self.state.lock()) {
-                return true;
-            }
-            let _ = d;
-        }
         let parker = Parker::current("JoinHandle::join");
+        if self.settled_hint() {
+            return true;
+        }
         let me = Waiter::Park(parker.unparker().clone());
-        let mut registered = false;
-        let _guard = Deregister {
+        let mut guard = Deregister {
             shared: self,
             waiter: &me,
+            listed: false,
         };
         loop {
             {
                 let mut st = self.state.lock();
                 if Self::is_settled(&st) {
+                    // Settling took the waiter list with us in it.
+                    guard.listed = false;
                     return true;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return false;
                 }
-                if !registered || !st.waiters.iter().any(|w| w.same(&me)) {
+                if !guard.listed || !st.waiters.contains(&me) {
                     st.waiters.push(me.clone());
-                    registered = true;
+                    guard.listed = true;
                 }
             }
             parker.park(deadline);
+            if self.settled_hint() {
+                guard.listed = false;
+                return true;
+            }
         }
     }
 
+    /// Settled, judged without the lock: done, and not lent to listeners.
+    fn settled_hint(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release stores in `complete_inner`/`run_links`.
+        self.done.load(Ordering::Acquire) && !self.lent.load(Ordering::Acquire)
+    }
+
+    /// Takes the outcome; the handle taking it is being consumed, so it also counts as dropped.
     fn take(&self) -> Result<T, JoinError> {
         let mut st = self.state.lock();
         st.observed = true;
+        st.handle_alive = false;
         match std::mem::replace(&mut st.outcome, Outcome::Taken) {
             Outcome::Done(r) => r,
             _ => panic!("join outcome taken twice"),
@@ -307,15 +325,14 @@ impl<T> JoinShared<T> {
 struct Deregister<'a, T> {
     shared: &'a JoinShared<T>,
     waiter: &'a Waiter,
+    listed: bool,
 }
 
 impl<T> Drop for Deregister<'_, T> {
     fn drop(&mut self) {
-        self.shared
-            .state
-            .lock()
-            .waiters
-            .retain(|w| !w.same(self.waiter));
+        if self.listed {
+            self.shared.state.lock().waiters.remove(self.waiter);
+        }
     }
 }
 
@@ -334,11 +351,16 @@ impl<T> Drop for Deregister<'_, T> {
 /// ```
 pub struct JoinHandle<T> {
     shared: Arc<JoinShared<T>>,
+    /// The outcome was taken (which also did the drop-time bookkeeping).
+    joined: bool,
 }
 
 impl<T: 'static> JoinHandle<T> {
     pub(crate) fn new(shared: Arc<JoinShared<T>>) -> Self {
-        JoinHandle { shared }
+        JoinHandle {
+            shared,
+            joined: false,
+        }
     }
 
     /// The green thread's id (unique in the process).
@@ -367,14 +389,16 @@ impl<T: 'static> JoinHandle<T> {
     }
 
     /// Waits for the green thread and returns its outcome.
-    pub fn join_result(self) -> Result<T, JoinError> {
+    pub fn join_result(mut self) -> Result<T, JoinError> {
         self.shared.wait(None);
+        self.joined = true;
         self.shared.take()
     }
 
     /// Waits at most `timeout`. On timeout the handle comes back inside the error.
-    pub fn join_timeout(self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
+    pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
         if self.shared.wait(Some(Instant::now() + timeout)) {
+            self.joined = true;
             self.shared.take().map_err(JoinTimeoutError::Failed)
         } else {
             Err(JoinTimeoutError::TimedOut(self))
@@ -461,7 +485,7 @@ impl<T: 'static> JoinHandle<T> {
     }
 
     pub(crate) fn remove_waiter(&self, w: &Waiter) {
-        self.shared.state.lock().waiters.retain(|x| !x.same(w));
+        self.shared.state.lock().waiters.remove(w);
     }
 
     pub(crate) fn is_settled(&self) -> bool {
@@ -471,6 +495,9 @@ impl<T: 'static> JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
+        if self.joined {
+            return;
+        }
         let mut guard = self.shared.state.lock();
         let st = &mut *guard;
         st.handle_alive = false;
@@ -494,10 +521,12 @@ impl<T: 'static> Future for JoinHandle<T> {
         let mut st = self.shared.state.lock();
         if let Outcome::Done(_) = st.outcome {
             drop(st);
-            return Poll::Ready(self.shared.take());
+            let me = self.get_mut();
+            me.joined = true;
+            return Poll::Ready(me.shared.take());
         }
         let w = Waiter::Task(cx.waker().clone());
-        if !st.waiters.iter().any(|x| x.same(&w)) {
+        if !st.waiters.contains(&w) {
             st.waiters.push(w);
         }
         Poll::Pending

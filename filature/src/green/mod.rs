@@ -51,9 +51,24 @@ const BLOCKING_IN_CALLBACK: &str =
      loop; spawn a green thread (green::spawn) and block there";
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
+
+thread_local! {
+    /// This thread's block of green thread ids: (next, end). Taking ids in blocks keeps spawning
+    /// free of a shared counter.
+    static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
 
 fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
 }
 
 /// A green thread could not be spawned.
@@ -134,8 +149,7 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
     if let Some(t) = timer {
         t.cancel_quiet();
     }
-    g.cell.cancel_park();
-    g.cell.try_consume();
+    g.cell.end_park();
     g.check_interrupts();
 }
 
@@ -163,8 +177,7 @@ fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
             break;
         }
     }
-    cell.cancel_park();
-    cell.try_consume();
+    cell.end_park();
     raise(core);
 }
 
@@ -357,23 +370,26 @@ pub fn sleep(d: Duration) {
 /// pass of the hub. A kill or timeout pending for the caller is raised here.
 pub fn yield_now() {
     hub::with_core(|core| {
-        let g = core.current.borrow().clone();
-        match g {
+        let yielder = match core.current.borrow().as_ref() {
             Some(g) => {
                 g.check_interrupts();
                 if core.ready.borrow().is_empty() {
                     return;
                 }
-                core.ready.borrow_mut().push_back(g.clone());
-                g.suspend();
-                g.check_interrupts();
+                g.yielder()
             }
             None => {
                 if core.in_callback() {
                     panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
                 }
                 core.turn(None, Some(Instant::now()), false);
+                return;
             }
+        };
+        core.request_requeue();
+        thread::suspend_current(yielder);
+        if let Some(g) = core.current.borrow().as_ref() {
+            g.check_interrupts();
         }
     })
 }

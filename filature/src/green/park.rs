@@ -76,14 +76,20 @@ impl ParkCell {
         self.slot.load(Ordering::Acquire).checked_sub(1)
     }
 
-    /// Consumes a pending notification, if any.
+    /// Consumes a pending notification, if any. Only the owner calls this, and only while the
+    /// state is RUNNING or NOTIFIED (never PARKED), so a plain store suffices: other threads only
+    /// ever write NOTIFIED, and one that lands between our load and store merges into the
+    /// notification we are consuming (the caller re-checks its condition after every wake-up).
     #[inline]
     pub(crate) fn try_consume(&self) -> bool {
         // ORDERING: Acquire makes everything the unparker wrote before its swap visible to the
         // woken context (e.g. the value an Event sender stored before waking its waiters).
-        self.state
-            .compare_exchange(NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        if self.state.load(Ordering::Acquire) == NOTIFIED {
+            self.state.store(RUNNING, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
     }
 
     /// Announces that the context is about to wait. Returns `false` if a notification arrived in
@@ -97,14 +103,20 @@ impl ParkCell {
             .is_ok()
     }
 
-    /// Gives up a wait without having been woken (the context runs again on its own: a timer it
-    /// set, or its main loop). Leaves a notification that raced in to be consumed.
+    /// Ends a wait, woken or not (a timer, a spurious resume, the main loop giving up), back in
+    /// RUNNING with any notification consumed.
     #[inline]
-    pub(crate) fn cancel_park(&self) {
-        // ORDERING: AcqRel as in `begin_park`; a failure means NOTIFIED is in place.
-        let _ = self
-            .state
-            .compare_exchange(PARKED, RUNNING, Ordering::AcqRel, Ordering::Relaxed);
+    pub(crate) fn end_park(&self) {
+        // ORDERING: Acquire, as in `try_consume`. Usually we were woken (NOTIFIED) and a plain
+        // store suffices (see `try_consume`); from PARKED we must CAS, as an unpark may race us.
+        if self.state.load(Ordering::Acquire) == NOTIFIED
+            || self
+                .state
+                .compare_exchange(PARKED, RUNNING, Ordering::Acquire, Ordering::Acquire)
+                .is_err()
+        {
+            self.state.store(RUNNING, Ordering::Relaxed);
+        }
     }
 
     /// True if a notification is waiting to be consumed.

@@ -72,6 +72,7 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
@@ -235,7 +236,6 @@ impl GreenStack {
             Ok(Some(slot)) => slot,
             _ => ARENA.lock().take(slot_size)?,
         };
-        IN_USE.fetch_add(1, Ordering::Relaxed);
         let valgrind = ValgrindStackRegistration::new(slot as *mut u8, slot_size - HEADER_SIZE);
         let stack = GreenStack {
             slot,
@@ -289,7 +289,6 @@ impl Drop for GreenStack {
     fn drop(&mut self) {
         // SAFETY: dropped exactly once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.valgrind) };
-        IN_USE.fetch_sub(1, Ordering::Relaxed);
         let (slot, slot_size) = (self.slot, self.slot_size);
         let kept = HOT
             .try_with(|hot| match hot.try_borrow_mut() {
@@ -311,8 +310,17 @@ fn release(slot: usize, slot_size: usize) {
     sys::discard(slot + GUARD_SIZE, slot_size - GUARD_SIZE - page);
 }
 
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static HOT_POOLED: AtomicUsize = AtomicUsize::new(0);
+/// Per-thread counts of hot-cached slots, summed by `stats`. Each is written only by its own
+/// thread (a load and a store, no read-modify-write: spawning stays free of locked instructions)
+/// and read by `stats`; a thread's entry goes away with its cache.
+static HOT_COUNTS: Mutex<Vec<Weak<AtomicUsize>>> = Mutex::new(Vec::new());
+
+fn hot_count_add(c: &AtomicUsize, delta: isize) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add_signed(delta),
+        Ordering::Relaxed,
+    );
+}
 
 /// Slots of one size: shared free list and the region being carved.
 struct Class {
@@ -392,6 +400,18 @@ impl Arena {
 /// One thread's hot cache: a few slots per size, LIFO.
 struct HotCache {
     classes: Vec<HotClass>,
+    /// How many slots `classes` holds, readable by `stats` (registered in `HOT_COUNTS`).
+    count: Option<Arc<AtomicUsize>>,
+}
+
+impl HotCache {
+    fn count(&mut self) -> &AtomicUsize {
+        self.count.get_or_insert_with(|| {
+            let c = Arc::new(AtomicUsize::new(0));
+            HOT_COUNTS.lock().push(Arc::downgrade(&c));
+            c
+        })
+    }
 }
 
 struct HotClass {
@@ -404,7 +424,7 @@ impl HotCache {
     fn pop(&mut self, slot_size: usize) -> Option<usize> {
         let class = self.classes.iter_mut().find(|c| c.slot_size == slot_size)?;
         let (slot, _) = class.slots.pop()?;
-        HOT_POOLED.fetch_sub(1, Ordering::Relaxed);
+        hot_count_add(self.count(), -1);
         Some(slot)
     }
 
@@ -423,7 +443,7 @@ impl HotCache {
             return false;
         }
         class.slots.push((slot, true));
-        HOT_POOLED.fetch_add(1, Ordering::Relaxed);
+        hot_count_add(self.count(), 1);
         true
     }
 
@@ -443,7 +463,6 @@ impl Drop for HotCache {
         self.trim();
         let mut arena = ARENA.lock();
         for class in &mut self.classes {
-            HOT_POOLED.fetch_sub(class.slots.len(), Ordering::Relaxed);
             let free = &mut arena.class(class.slot_size).free;
             free.extend(class.slots.drain(..).map(|(slot, _)| slot));
         }
@@ -451,7 +470,7 @@ impl Drop for HotCache {
 }
 
 thread_local! {
-    static HOT: RefCell<HotCache> = const { RefCell::new(HotCache { classes: Vec::new() }) };
+    static HOT: RefCell<HotCache> = const { RefCell::new(HotCache { classes: Vec::new(), count: None }) };
 }
 
 /// Gives back the pages (all but the top page) of this thread's cached stacks used since the
@@ -500,11 +519,21 @@ pub(crate) struct StackStats {
 pub(crate) fn stats() -> StackStats {
     let arena = ARENA.lock();
     let shared: usize = arena.classes.iter().map(|c| c.free.len()).sum();
+    let hot: usize = {
+        let mut counts = HOT_COUNTS.lock();
+        counts.retain(|c| c.strong_count() > 0);
+        counts
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    };
+    let carved: usize = arena.classes.iter().map(|c| c.carved).sum();
     StackStats {
         regions: signal::region_count(),
-        slots_carved: arena.classes.iter().map(|c| c.carved).sum(),
-        slots_in_use: IN_USE.load(Ordering::Relaxed),
-        slots_pooled: shared + HOT_POOLED.load(Ordering::Relaxed),
+        slots_carved: carved,
+        slots_in_use: carved.saturating_sub(shared + hot),
+        slots_pooled: shared + hot,
         guard_mode: sys::guard_mode(),
     }
 }

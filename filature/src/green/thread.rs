@@ -121,13 +121,13 @@ impl Green {
     /// Must be called on this green thread (it is `current`).
     #[inline]
     pub(crate) fn suspend(&self) {
-        let y = self.yielder.get();
-        debug_assert!(!y.is_null(), "suspend before the green thread started");
-        // SAFETY: `yielder` was set by `body` from the `&Yielder` corosensei handed to this
-        // coroutine; it points into this coroutine's stack, which does not move or go away while
-        // the coroutine exists, and we are running on that coroutine (callers only suspend the
-        // current green thread), which is exactly when `Yielder::suspend` may be used.
-        unsafe { (*y).suspend(()) }
+        suspend_current(self.yielder());
+    }
+
+    /// This green thread's way back to the loop, for [`suspend_current`].
+    #[inline]
+    pub(crate) fn yielder(&self) -> CurrentYielder {
+        CurrentYielder(self.yielder.get())
     }
 
     /// Raises a pending kill or timeout at this park point (the caller is this green thread).
@@ -161,6 +161,24 @@ impl Green {
             }
         }
     }
+}
+
+/// The yielder of the running green thread, copied out so the caller can suspend without holding a
+/// borrow of the hub's `current` slot across the switch.
+#[derive(Clone, Copy)]
+pub(crate) struct CurrentYielder(*const Yielder<(), ()>);
+
+/// Switches from the running green thread back to its hub loop; returns when the loop resumes it.
+/// `y` must come from the running green thread (`current`), which every caller ensures by taking
+/// it from `core.current` on this thread just before.
+#[inline]
+pub(crate) fn suspend_current(y: CurrentYielder) {
+    debug_assert!(!y.0.is_null(), "suspend before the green thread started");
+    // SAFETY: the pointer was set by `body` from the `&Yielder` corosensei handed to the running
+    // coroutine; it points into that coroutine's stack, which does not move or go away while the
+    // coroutine exists, and we are executing on that coroutine (the caller took it from `current`
+    // on this thread), which is exactly when `Yielder::suspend` may be called.
+    unsafe { (*y.0).suspend(()) }
 }
 
 /// The body of every green thread, running on its own stack.

@@ -53,6 +53,8 @@ use timer::{Action, Timers};
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 /// While green threads are ready, poll I/O without blocking once every this many passes.
 const BUSY_POLL_EVERY: u32 = 61;
+/// Resumes per pass before the loop looks at its inbox, timers and I/O again.
+const RUN_BUDGET: u32 = 256;
 
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
@@ -181,6 +183,8 @@ pub(crate) struct Core {
     local: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     drain_buf: RefCell<Vec<Msg>>,
     busy_passes: Cell<u32>,
+    /// Set by a yielding green thread: requeue it when it suspends.
+    requeue: Cell<bool>,
     /// The main context's park cell.
     pub(crate) main_cell: Unparker,
     /// A `Timeout` that expired while the main context ran, to raise at its next park point.
@@ -225,6 +229,7 @@ impl Core {
             local: RefCell::new(VecDeque::new()),
             drain_buf: RefCell::new(Vec::new()),
             busy_passes: Cell::new(0),
+            requeue: Cell::new(false),
             main_cell,
             main_timeout: Cell::new(None),
         })
@@ -290,8 +295,13 @@ impl Core {
         }
     }
 
-    /// One pass of the loop. `main` is the waiting main context's cell (the loop must not block
-    /// once it is notified); `deadline` bounds how long the pass may block.
+    /// One pass of the loop. `main` is the waiting main context's cell (the pass returns as soon
+    /// as it is notified and never blocks after that); `deadline` bounds how long it may block.
+    ///
+    /// A pass drains the inbox and local callbacks once, fires due timers, then resumes ready
+    /// green threads in FIFO order (a green thread that yields goes to the back) until none is
+    /// ready or `RUN_BUDGET` resumes have run, so timers, posted calls and I/O wait at most one
+    /// budget. Then it polls I/O, blocking only when nothing is ready.
     pub(crate) fn turn(&self, main: Option<&ParkCell>, deadline: Option<Instant>, in_run: bool) {
         // 1. Posted items and local callbacks.
         if self.shared.inbox.has_pending() {
@@ -307,19 +317,23 @@ impl Core {
         if !self.timers.borrow().is_empty() {
             self.fire_timers();
         }
-        // 3. Every green thread ready at the start of the pass, once.
-        let n = self.ready.borrow().len();
-        for _ in 0..n {
+        // 3. Ready green threads.
+        let mut budget = RUN_BUDGET;
+        loop {
             let g = self.ready.borrow_mut().pop_front();
-            match g {
-                Some(g) => self.resume(g),
-                None => break,
+            let Some(g) = g else { break };
+            self.resume(g);
+            if main.is_some_and(|m| m.peek_notified()) {
+                return;
+            }
+            budget -= 1;
+            if budget == 0 || self.shared.inbox.has_pending() || !self.local.borrow().is_empty() {
+                break;
             }
         }
         // 4. I/O, blocking only when there is nothing else to do.
         let busy = !self.ready.borrow().is_empty() || !self.local.borrow().is_empty();
-        let notified = main.is_some_and(|m| !m.is_parked_hint());
-        if busy || notified {
+        if busy || main.is_some_and(|m| m.peek_notified()) {
             let k = self.busy_passes.get() + 1;
             if k >= BUSY_POLL_EVERY {
                 self.busy_passes.set(0);
@@ -343,10 +357,10 @@ impl Core {
             return;
         }
         // Re-check after announcing sleep: an unpark of the main context or a stop request that
-        // raced with us saw `sleeping` and will wake the poll, or we see it now.
+        // raced with us either saw `sleeping` (and wakes the poll) or is visible now.
         // ORDERING: Acquire pairs with `HubHandle::stop`.
         let stop = in_run && self.shared.stop.load(Ordering::Acquire);
-        if main.is_some_and(|m| !m.is_parked_hint()) || stop {
+        if main.is_some_and(|m| m.peek_notified()) || stop {
             self.shared.inbox.end_sleep();
             return;
         }
@@ -395,17 +409,28 @@ impl Core {
         // Only the waker is registered so far; its events need no handling (edge-triggered).
     }
 
-    /// Resumes a ready green thread (the loop's side of a switch).
+    /// Resumes a ready green thread (the loop's side of a switch). The `Rc` moves into `current`
+    /// for the duration and comes back out; a green thread that yielded asked to be requeued.
     fn resume(&self, g: Rc<Green>) {
         if g.is_finished() {
             return;
         }
-        *self.current.borrow_mut() = Some(g.clone());
-        let finished = g.resume();
-        self.current.borrow_mut().take();
+        *self.current.borrow_mut() = Some(g);
+        let finished = {
+            let cur = self.current.borrow();
+            cur.as_ref().expect("just set").resume()
+        };
+        let g = self.current.borrow_mut().take().expect("still set");
         if finished {
             self.remove_green(g.slot());
+        } else if self.requeue.replace(false) {
+            self.ready.borrow_mut().push_back(g);
         }
+    }
+
+    /// Called by a running green thread that yields: the loop puts it back on the ready queue.
+    pub(crate) fn request_requeue(&self) {
+        self.requeue.set(true);
     }
 }
 

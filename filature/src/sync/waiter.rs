@@ -55,3 +55,47 @@ impl<T> Node<T> {
         })
     }
 }
+
+/// A list of waiters that holds the first one inline: most waits have exactly one waiter, and
+/// this keeps them allocation-free.
+#[derive(Default)]
+pub(crate) struct WaiterList {
+    first: Option<Waiter>,
+    rest: Vec<Waiter>,
+}
+
+impl WaiterList {
+    pub(crate) fn push(&mut self, w: Waiter) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
+    }
+
+    pub(crate) fn contains(&self, w: &Waiter) -> bool {
+        self.first.as_ref().is_some_and(|f| f.same(w)) || self.rest.iter().any(|x| x.same(w))
+    }
+
+    pub(crate) fn remove(&mut self, w: &Waiter) {
+        if self.first.as_ref().is_some_and(|f| f.same(w)) {
+            self.first = if self.rest.is_empty() {
+                None
+            } else {
+                Some(self.rest.remove(0))
+            };
+        } else {
+            self.rest.retain(|x| !x.same(w));
+        }
+    }
+
+    /// Wakes everyone, in the order they were added.
+    pub(crate) fn wake_all(self) {
+        if let Some(f) = self.first {
+            f.wake();
+        }
+        for w in self.rest {
+            w.wake();
+        }
+    }
+}
