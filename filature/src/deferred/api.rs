@@ -28,7 +28,7 @@ use crate::{AlreadyCalled, Failure};
 /// d.callback(4).unwrap();
 /// assert_eq!(d.result_now().unwrap().unwrap(), 50);
 /// ```
-pub struct Deferred<T> {
+pub struct Deferred<T: 'static> {
     pub(super) shared: Arc<Shared<T>>,
 }
 
@@ -49,7 +49,7 @@ pub struct Deferred<T> {
 /// inner.errback(Failure::from_error(Cancelled)).unwrap();
 /// assert_eq!(outer.result_now().unwrap().unwrap(), 7);
 /// ```
-pub enum Outcome<T> {
+pub enum Outcome<T: 'static> {
     /// Continue with this value (Twisted: return a plain value).
     Value(T),
     /// Continue with this failure (Twisted: raise, or return a `Failure`).
@@ -59,7 +59,7 @@ pub enum Outcome<T> {
     Wait(Deferred<T>),
 }
 
-impl<T> Outcome<T> {
+impl<T: 'static> Outcome<T> {
     /// A failure made from an error value.
     ///
     /// ```
@@ -78,7 +78,7 @@ impl<T> Outcome<T> {
     }
 }
 
-impl<T> From<Result<T, Failure>> for Outcome<T> {
+impl<T: 'static> From<Result<T, Failure>> for Outcome<T> {
     fn from(result: Result<T, Failure>) -> Outcome<T> {
         match result {
             Ok(v) => Outcome::Value(v),
@@ -87,19 +87,19 @@ impl<T> From<Result<T, Failure>> for Outcome<T> {
     }
 }
 
-impl<T> From<Failure> for Outcome<T> {
+impl<T: 'static> From<Failure> for Outcome<T> {
     fn from(failure: Failure) -> Outcome<T> {
         Outcome::Failure(failure)
     }
 }
 
-impl<T> From<Deferred<T>> for Outcome<T> {
+impl<T: 'static> From<Deferred<T>> for Outcome<T> {
     fn from(deferred: Deferred<T>) -> Outcome<T> {
         Outcome::Wait(deferred)
     }
 }
 
-impl<T> fmt::Debug for Outcome<T> {
+impl<T: 'static> fmt::Debug for Outcome<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Value(_) => f.write_str("Outcome::Value(..)"),
@@ -440,7 +440,7 @@ impl<T: Send + 'static> Default for Deferred<T> {
     }
 }
 
-impl<T> Clone for Deferred<T> {
+impl<T: 'static> Clone for Deferred<T> {
     /// Another handle to the same Deferred.
     fn clone(&self) -> Deferred<T> {
         Deferred {
@@ -449,7 +449,7 @@ impl<T> Clone for Deferred<T> {
     }
 }
 
-impl<T> fmt::Debug for Deferred<T> {
+impl<T: 'static> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.state.lock();
         let phase = match (state.phase, &state.result) {

@@ -4,6 +4,8 @@
 //! without a scope of its own: public entry points wrap these calls in
 //! [`trampoline::in_scope`](super::trampoline::in_scope).
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::{Arc, Weak};
@@ -21,7 +23,7 @@ pub(super) type OnFailure<T> = Box<dyn FnOnce(Failure) -> Outcome<T> + Send>;
 pub(super) type Canceller<T> = Box<dyn FnOnce(&Deferred<T>) + Send>;
 
 /// One link of the chain.
-pub(super) enum Step<T> {
+pub(super) enum Step<T: 'static> {
     /// `add_callback` / `add_errback` / `add_callbacks`: the side that does not match the current
     /// result is skipped and the result passes through unchanged (still handled if it was).
     Callbacks {
@@ -49,7 +51,7 @@ pub(super) enum Phase {
     Settled,
 }
 
-pub(super) struct State<T> {
+pub(super) struct State<T: 'static> {
     pub(super) phase: Phase,
     pub(super) result: Option<Result<T, Failure>>,
     /// The failure in `result` has been seen by an errback, an observer or `result_now`.
@@ -62,11 +64,11 @@ pub(super) struct State<T> {
     pub(super) waker: Option<Waker>,
 }
 
-pub(super) struct Shared<T> {
+pub(super) struct Shared<T: 'static> {
     pub(super) state: Mutex<State<T>>,
 }
 
-impl<T> Shared<T> {
+impl<T: 'static> Shared<T> {
     pub(super) fn new(canceller: Option<Canceller<T>>) -> Shared<T> {
         Shared {
             state: Mutex::new(State {
@@ -83,7 +85,7 @@ impl<T> Shared<T> {
     }
 }
 
-impl<T> Drop for Shared<T> {
+impl<T: 'static> Drop for Shared<T> {
     /// The last holder is gone: this is where "unhandled" is decided, exactly once.
     fn drop(&mut self) {
         let state = self.state.get_mut();
@@ -93,7 +95,43 @@ impl<T> Drop for Shared<T> {
                 "Unhandled error in Deferred: {failure} ({failure:?})"
             );
         }
+        let steps = mem::take(&mut state.steps);
+        if !steps.is_empty() {
+            bury(Box::new(steps));
+        }
     }
+}
+
+thread_local! {
+    /// Pending steps of Deferreds being dropped on this thread; `Some` while a drop drains it.
+    static GRAVEYARD: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
+}
+
+/// Drops the pending steps of a dropped Deferred iteratively.
+///
+/// A pending step often holds the next Deferred of a chain (the one fed by `then`, or the outer
+/// one waiting on this), whose own steps hold the next, and so on: dropping them in place would
+/// recurse once per link. The outermost drop on this thread drains them one by one instead.
+fn bury(steps: Box<dyn Any>) {
+    let rejected = GRAVEYARD.try_with(|g| match g.borrow_mut().as_mut() {
+        Some(graves) => {
+            graves.push(steps);
+            None
+        }
+        None => Some(steps),
+    });
+    let Ok(Some(steps)) = rejected else { return };
+    if GRAVEYARD
+        .try_with(|g| *g.borrow_mut() = Some(Vec::new()))
+        .is_err()
+    {
+        return drop(steps);
+    }
+    drop(steps);
+    while let Some(next) = GRAVEYARD.with(|g| g.borrow_mut().as_mut().and_then(Vec::pop)) {
+        drop(next);
+    }
+    GRAVEYARD.with(|g| *g.borrow_mut() = None);
 }
 
 enum Control {
@@ -324,6 +362,6 @@ impl<T: Send + 'static> Deferred<T> {
 }
 
 /// Runs a user callback, turning a panic into a failure.
-fn call<T>(f: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
+fn call<T: 'static>(f: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
     Failure::catch(f).unwrap_or_else(Outcome::Failure)
 }

@@ -50,14 +50,14 @@ pub enum ListResult<T> {
 /// }
 /// ```
 #[derive(Debug)]
-pub struct DeferredList<T> {
+pub struct DeferredList<T: 'static> {
     inputs: Vec<Deferred<T>>,
     fire_on_one_callback: bool,
     fire_on_one_errback: bool,
     consume_errors: bool,
 }
 
-struct Collector<T> {
+struct Collector<T: 'static> {
     slots: Vec<Option<Result<T, Failure>>>,
     remaining: usize,
     done: bool,

@@ -76,6 +76,10 @@
 //! scope, so when `d.callback(v)` returns — even from inside another callback — everything chained
 //! behind `d` has run.
 //!
+//! Dropping is iterative too: a pending step often holds the next Deferred of a chain, so the
+//! cell's `Drop` hands its pending steps to a per-thread graveyard drained by the outermost drop,
+//! and dropping a 100 000-link unfired chain does not recurse.
+//!
 //! ## Cancellation
 //!
 //! `cancel` walks inward through Waiting Deferreds (iteratively) to the innermost one. If that one
