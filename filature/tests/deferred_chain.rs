@@ -155,7 +155,7 @@ fn panic_in_callback_becomes_failure_passed_down_the_chain() {
     d.add_errback(move |f| {
         s.lock()
             .unwrap()
-            .push(format!("{}", f.panic_message().unwrap()));
+            .push(f.panic_message().unwrap().to_string());
         Outcome::Failure(f)
     });
     // Does not unwind out of callback().

@@ -4,10 +4,16 @@
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use filature::deferred::{fail, gather_results, Deferred, DeferredList, Outcome};
 use filature::{Failure, TimedOut};
+
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -145,7 +151,8 @@ fn awaiting_observes_the_failure() {
     let lines = capture(|_| {
         let d = fail::<u32>(Failure::from_error(TimedOut));
         let mut fut = std::pin::pin!(d);
-        let mut cx = Context::from_waker(Waker::noop());
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
         assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
     });
     assert!(lines.is_empty(), "{lines:?}");

@@ -470,12 +470,19 @@ impl<T: 'static> fmt::Debug for Deferred<T> {
 /// ```
 /// use std::future::Future;
 /// use std::pin::pin;
-/// use std::task::{Context, Poll, Waker};
+/// use std::sync::Arc;
+/// use std::task::{Context, Poll, Wake, Waker};
 /// use filature::deferred::Deferred;
+///
+/// struct Noop;
+/// impl Wake for Noop {
+///     fn wake(self: Arc<Self>) {}
+/// }
 ///
 /// let d = Deferred::<u32>::new();
 /// let mut fut = pin!(d.clone());
-/// let mut cx = Context::from_waker(Waker::noop());
+/// let waker = Waker::from(Arc::new(Noop));
+/// let mut cx = Context::from_waker(&waker);
 /// assert!(fut.as_mut().poll(&mut cx).is_pending());
 /// std::thread::spawn(move || d.callback(5).unwrap()).join().unwrap();
 /// assert!(matches!(fut.poll(&mut cx), Poll::Ready(Ok(5))));

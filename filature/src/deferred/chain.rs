@@ -20,6 +20,9 @@ use crate::{AlreadyCalled, Failure};
 
 pub(super) type OnValue<T> = Box<dyn FnOnce(T) -> Outcome<T> + Send>;
 pub(super) type OnFailure<T> = Box<dyn FnOnce(Failure) -> Outcome<T> + Send>;
+pub(super) type OnBoth<T> = Box<dyn FnOnce(Result<T, Failure>) -> Outcome<T> + Send>;
+pub(super) type Observer<T> = Box<dyn FnOnce(&Result<T, Failure>) + Send>;
+pub(super) type Taker<T> = Box<dyn FnOnce(Result<T, Failure>) -> Option<Result<T, Failure>> + Send>;
 pub(super) type Canceller<T> = Box<dyn FnOnce(&Deferred<T>) + Send>;
 
 /// One link of the chain.
@@ -31,12 +34,12 @@ pub(super) enum Step<T: 'static> {
         on_failure: Option<OnFailure<T>>,
     },
     /// `add_both`.
-    Both(Box<dyn FnOnce(Result<T, Failure>) -> Outcome<T> + Send>),
+    Both(OnBoth<T>),
     /// `observe`: sees the result and passes it through; marks a failure as handled.
-    Observe(Box<dyn FnOnce(&Result<T, Failure>) + Send>),
+    Observe(Observer<T>),
     /// Takes the result out of this Deferred (`then`, awaiting an inner Deferred, a DeferredList).
     /// It may hand a result back, which then continues down the chain as a fresh (unhandled) one.
-    Take(Box<dyn FnOnce(Result<T, Failure>) -> Option<Result<T, Failure>> + Send>),
+    Take(Taker<T>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +137,9 @@ fn bury(steps: Box<dyn Any>) {
     GRAVEYARD.with(|g| *g.borrow_mut() = None);
 }
 
+/// Largest step buffer a settled Deferred keeps for later additions.
+const KEEP_BUFFER: usize = 8;
+
 enum Control {
     Continue,
     Paused,
@@ -172,8 +178,11 @@ impl<T: Send + 'static> Deferred<T> {
         state.phase = Phase::Running;
         let result = state.result.take();
         let handled = state.handled;
+        // The queue is empty here; reuse its buffer (kept by `run` when it settles).
+        state.steps.push_back(step);
+        let batch = mem::take(&mut state.steps);
         drop(state);
-        self.run(result, handled, VecDeque::from([step]));
+        self.run(result, handled, batch);
     }
 
     /// Adds a step; runs it at once, in a scope of its own, if the Deferred is settled.
@@ -271,6 +280,10 @@ impl<T: Send + 'static> Deferred<T> {
             if !state.steps.is_empty() {
                 mem::swap(&mut batch, &mut state.steps);
                 continue;
+            }
+            if batch.capacity() <= KEEP_BUFFER {
+                // Keep a small buffer for steps added after settling (no allocation per add).
+                mem::swap(&mut batch, &mut state.steps);
             }
             state.phase = Phase::Settled;
             state.result = result;
