@@ -128,3 +128,15 @@ fn cancelling_a_settled_chain_is_a_no_op() {
     d.cancel();
     assert_eq!(d.result_now().unwrap().unwrap(), 1);
 }
+
+#[test]
+fn cancelling_a_then_deferred_cancels_the_deferred_its_function_returned() {
+    let inner = Deferred::<String>::new();
+    let waited = inner.clone();
+    let source = succeed(1u32);
+    let next = source.then(move |_| Outcome::Wait(waited));
+    assert!(!next.is_called());
+    next.cancel();
+    assert!(inner.is_called(), "the inner Deferred was cancelled");
+    assert!(next.result_now().unwrap().unwrap_err().is::<Cancelled>());
+}

@@ -371,3 +371,27 @@ fn firing_from_another_thread_runs_callbacks_there() {
     assert_eq!(thread.lock().unwrap().as_deref(), Some("firer"));
     assert_eq!(d.result_now().unwrap().unwrap(), 1);
 }
+
+#[test]
+fn chain_deferred_passes_the_result_on() {
+    let source = Deferred::<u32>::new();
+    let sink = Deferred::<u32>::new();
+    source.chain_deferred(&sink);
+    source.errback(Failure::from_error(TimedOut)).unwrap();
+    assert!(sink.result_now().unwrap().unwrap_err().is::<TimedOut>());
+    assert!(source
+        .result_now()
+        .unwrap()
+        .unwrap_err()
+        .is::<ResultTaken>());
+
+    let fired = succeed(1u32);
+    let source = succeed(2u32);
+    source.chain_deferred(&fired);
+    assert!(source
+        .result_now()
+        .unwrap()
+        .unwrap_err()
+        .is::<AlreadyCalled>());
+    assert_eq!(fired.result_now().unwrap().unwrap(), 1);
+}

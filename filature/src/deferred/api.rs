@@ -213,7 +213,10 @@ impl<T: Send + 'static> Deferred<T> {
     /// use filature::{Cancelled, Failure};
     ///
     /// let d = fail::<u32>(Failure::from_error(Cancelled));
-    /// d.add_errback(|f| if f.is::<Cancelled>() { Outcome::Value(0) } else { Outcome::Failure(f) });
+    /// d.add_errback(|f| match f.is::<Cancelled>() {
+    ///     true => Outcome::Value(0),
+    ///     false => Outcome::Failure(f),
+    /// });
     /// assert_eq!(d.result_now().unwrap().unwrap(), 0);
     /// ```
     pub fn add_errback(&self, f: impl FnOnce(Failure) -> Outcome<T> + Send + 'static) -> &Self {
@@ -233,7 +236,10 @@ impl<T: Send + 'static> Deferred<T> {
     /// use filature::Failure;
     ///
     /// let d = Deferred::<i32>::new();
-    /// d.add_callbacks(|v| Outcome::error(std::io::Error::other(v.to_string())), |_| Outcome::Value(-1));
+    /// d.add_callbacks(
+    ///     |v| Outcome::error(std::io::Error::other(v.to_string())),
+    ///     |_| Outcome::Value(-1),
+    /// );
     /// d.callback(3).unwrap();
     /// assert_eq!(d.result_now().unwrap().unwrap_err().to_string(), "3");
     /// ```
@@ -264,79 +270,6 @@ impl<T: Send + 'static> Deferred<T> {
     ) -> &Self {
         self.push_step(Step::Both(Box::new(f)));
         self
-    }
-
-    /// A new Deferred that fires with `f`'s outcome once this one has a value; a failure skips `f`
-    /// and passes to the new Deferred. The result is moved out of this Deferred (a step added here
-    /// afterwards sees [`ResultTaken`]). Cancelling the new Deferred cancels this one.
-    ///
-    /// ```
-    /// use filature::deferred::{Deferred, Outcome};
-    ///
-    /// let d = Deferred::<&str>::new();
-    /// let len = d.then(|s| Outcome::Value(s.len()));
-    /// d.callback("four").unwrap();
-    /// assert_eq!(len.result_now().unwrap().unwrap(), 4);
-    /// ```
-    pub fn then<U: Send + 'static>(
-        &self,
-        f: impl FnOnce(T) -> Outcome<U> + Send + 'static,
-    ) -> Deferred<U> {
-        self.then_both(move |r| match r {
-            Ok(v) => f(v),
-            Err(e) => Outcome::Failure(e),
-        })
-    }
-
-    /// Like [`then`](Deferred::then) for a plain conversion of the value.
-    ///
-    /// ```
-    /// let d = filature::deferred::succeed(21).map(|v| v * 2).map(|v| format!("{v}"));
-    /// assert_eq!(d.result_now().unwrap().unwrap(), "42");
-    /// ```
-    pub fn map<U: Send + 'static>(&self, f: impl FnOnce(T) -> U + Send + 'static) -> Deferred<U> {
-        self.then(move |v| Outcome::Value(f(v)))
-    }
-
-    /// Like [`then`](Deferred::then), with `f` running on both paths.
-    ///
-    /// ```
-    /// use filature::deferred::{fail, Outcome};
-    /// use filature::{Cancelled, Failure};
-    ///
-    /// let d = fail::<u32>(Failure::from_error(Cancelled));
-    /// let text = d.then_both(|r| Outcome::Value(format!("{r:?}").starts_with("Err")));
-    /// assert!(text.result_now().unwrap().unwrap());
-    /// ```
-    pub fn then_both<U: Send + 'static>(
-        &self,
-        f: impl FnOnce(Result<T, Failure>) -> Outcome<U> + Send + 'static,
-    ) -> Deferred<U> {
-        let upstream = Arc::downgrade(&self.shared);
-        let next = Deferred::<U>::with_canceller(move |_| {
-            if let Some(shared) = upstream.upgrade() {
-                Deferred { shared }.cancel();
-            }
-        });
-        let tx = next.clone();
-        self.push_step(Step::Take(Box::new(move |r| {
-            match Failure::catch(move || f(r)).unwrap_or_else(Outcome::Failure) {
-                Outcome::Value(v) => trampoline::schedule(move || {
-                    let _ = tx.fire_raw(Ok(v));
-                }),
-                Outcome::Failure(e) => trampoline::schedule(move || {
-                    let _ = tx.fire_raw(Err(e));
-                }),
-                Outcome::Wait(inner) => inner.push_step_raw(Step::Take(Box::new(move |r| {
-                    trampoline::schedule(move || {
-                        let _ = tx.fire_raw(r);
-                    });
-                    None
-                }))),
-            }
-            None
-        })));
-        next
     }
 
     /// Cancels the Deferred (Twisted's `cancel`).

@@ -28,8 +28,8 @@ pub enum ListResult<T> {
 /// `Deferred<ListResult<T>>` by [`into_deferred`](DeferredList::into_deferred).
 ///
 /// The list moves each input's value out of it (values are not `Clone`); a step added to an input
-/// afterwards sees [`ResultTaken`](super::ResultTaken). A failure is copied into the list and, unless
-/// `consume_errors` is set, stays in the input as well — so it is logged as unhandled when the
+/// afterwards sees [`ResultTaken`](super::ResultTaken). A failure is copied into the list and,
+/// unless `consume_errors` is set, stays in the input as well — so it is logged as unhandled when the
 /// input is dropped, as in Twisted. Cancelling the list's Deferred cancels every input.
 ///
 /// ```
@@ -90,7 +90,9 @@ impl<T: Send + 'static> DeferredList<T> {
     ///
     /// let slow = Deferred::<u32>::new();
     /// let fast = Deferred::new();
-    /// let first = DeferredList::new(vec![slow, fast.clone()]).fire_on_one_callback(true).into_deferred();
+    /// let first = DeferredList::new(vec![slow, fast.clone()])
+    ///     .fire_on_one_callback(true)
+    ///     .into_deferred();
     /// fast.callback(8).unwrap();
     /// assert!(matches!(first.take_result(), Some(Ok(ListResult::First { index: 1, value: 8 }))));
     /// ```
@@ -105,7 +107,8 @@ impl<T: Send + 'static> DeferredList<T> {
     /// use filature::deferred::{fail, Deferred, DeferredList, FirstError};
     /// use filature::{Cancelled, Failure};
     ///
-    /// let list = DeferredList::new(vec![Deferred::<u32>::new(), fail(Failure::from_error(Cancelled))])
+    /// let inputs = vec![Deferred::<u32>::new(), fail(Failure::from_error(Cancelled))];
+    /// let list = DeferredList::new(inputs)
     ///     .fire_on_one_errback(true)
     ///     .consume_errors(true)
     ///     .into_deferred();

@@ -6,7 +6,10 @@
 //!
 //! let d = Deferred::<u32>::new();
 //! d.add_callback(|v| Outcome::Value(v + 1))
-//!     .add_callback(|v| if v > 10 { Outcome::error(std::io::Error::other("too big")) } else { Outcome::Value(v) })
+//!     .add_callback(|v| match v {
+//!         0..=10 => Outcome::Value(v),
+//!         _ => Outcome::error(std::io::Error::other("too big")),
+//!     })
 //!     .add_errback(|_f: Failure| Outcome::Value(0));
 //! d.callback(41).unwrap();
 //! assert_eq!(d.result_now().unwrap().unwrap(), 0);
@@ -104,6 +107,7 @@ mod api;
 mod chain;
 mod errors;
 mod list;
+mod then;
 mod trampoline;
 
 pub use api::{fail, maybe_deferred, succeed, Deferred, Outcome};
