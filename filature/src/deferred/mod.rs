@@ -25,13 +25,16 @@
 //! | `Failure` | [`Failure`](crate::Failure): an error value or a caught panic; `f.check(E)` is `f.is::<E>()`, `f.trap(E)` is matching on `downcast_ref` and returning `Outcome::Failure(f)` otherwise |
 //! | `d.result`, `d.called` | [`Deferred::result_now`] (needs `T: Clone`), [`Deferred::take_result`], [`Deferred::is_called`] |
 //! | `yield d` / `await d` | `d.await`: a Deferred is a [`Future`](std::future::Future) with `Output = Result<T, Failure>` |
+//! | `d.chainDeferred(d2)` | [`Deferred::chain_deferred`] |
 //! | `succeed`, `fail`, `maybeDeferred` | [`succeed`], [`fail`], [`maybe_deferred`] |
 //! | `DeferredList`, `gatherResults`, `FirstError` | [`DeferredList`] → `Deferred<`[`ListResult<T>`]`>`, [`gather_results`], [`FirstError`] |
 //! | `CancelledError`, `AlreadyCalledError` | [`Cancelled`](crate::Cancelled), [`AlreadyCalled`](crate::AlreadyCalled) (returned, never raised) |
 //!
-//! Where Python shares the result object, Rust must move it: `then`, `await`, `take_result`, a
-//! `DeferredList` and an outer Deferred waiting on an inner one *take* the value out. A link added
-//! after that sees the failure [`ResultTaken`] instead of waiting forever.
+//! Where Python shares the result object, Rust must move it: `then`, `await`, `take_result`,
+//! `chain_deferred`, a `DeferredList` and an outer Deferred waiting on an inner one *take* the
+//! value out. A link added after that sees the failure [`ResultTaken`] instead of waiting forever.
+//! `Deferred<T>` requires `T: 'static` (its callbacks are boxed `'static` closures), and its
+//! methods `T: Send`, so that any thread may fire it.
 //!
 //! # The state machine
 //!
@@ -89,7 +92,10 @@
 //! is Pending, its canceller runs (taken, so at most once); if it is still not fired afterwards it
 //! fails with [`Cancelled`](crate::Cancelled), and, when there was no canceller, its next firing is
 //! ignored once. A Running or Settled Deferred ignores `cancel`. The Deferreds made by `then` and by
-//! [`DeferredList`] / [`gather_results`] have cancellers that cancel what they are fed by.
+//! [`DeferredList`] / [`gather_results`] have cancellers that cancel what they are fed by (for
+//! `then`, the Deferred its function returned, once it has returned one). Those cancellers call
+//! `cancel` on the other Deferred, so cancelling the end of a long `then` chain recurses once per
+//! link; waiting (`Outcome::Wait`) chains do not.
 //!
 //! ## When a failure is "unhandled"
 //!
