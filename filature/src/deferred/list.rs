@@ -11,6 +11,16 @@ use super::{Deferred, Outcome};
 use crate::Failure;
 
 /// What a [`DeferredList`] fires with.
+///
+/// ```
+/// use filature::deferred::{succeed, DeferredList, ListResult};
+///
+/// let list = DeferredList::new([succeed('a'), succeed('b')]).fire_on_one_callback(true);
+/// match list.into_deferred().take_result().unwrap().unwrap() {
+///     ListResult::First { index, value } => assert_eq!((index, value), (0, 'a')),
+///     ListResult::All(_) => unreachable!("fire_on_one_callback reports the first value"),
+/// }
+/// ```
 #[derive(Debug)]
 pub enum ListResult<T> {
     /// Every input fired: their results, in input order (Twisted's list of `(success, result)`).
