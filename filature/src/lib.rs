@@ -14,5 +14,8 @@ pub mod pool;
 pub mod sync;
 pub mod threads;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use error::{AlreadyCalled, Cancelled, Stopped, TimedOut};
 pub use failure::Failure;

@@ -89,6 +89,15 @@ pub(crate) struct Parker {
     green: Option<Rc<Green>>,
 }
 
+impl park::Park for Parker {
+    fn unparker(&self) -> &Unparker {
+        Parker::unparker(self)
+    }
+    fn park(&self, deadline: Option<Instant>) {
+        Parker::park(self, deadline)
+    }
+}
+
 impl Parker {
     /// The calling context's parker. Panics, naming `op`, inside a hub callback.
     pub(crate) fn current(op: &str) -> Parker {

@@ -48,6 +48,9 @@ pub(crate) struct ParkCell {
     pub(crate) id: u64,
     /// The green thread's slot in its hub (+1; 0 while it has none yet).
     slot: AtomicUsize,
+    /// Loom models only: scheduling a parked model thread.
+    #[cfg(loom)]
+    pub(crate) model_wake: loom::sync::Notify,
 }
 
 impl ParkCell {
@@ -58,6 +61,8 @@ impl ParkCell {
             hub,
             id,
             slot: AtomicUsize::new(0),
+            #[cfg(loom)]
+            model_wake: loom::sync::Notify::new(),
         }
     }
 
@@ -149,6 +154,23 @@ impl ParkCell {
 /// Wakes the context behind `cell`, from any thread.
 pub(crate) fn unpark(cell: &Unparker) {
     if cell.notify() {
+        // In the loom models the context is a model thread, and scheduling it is a notify.
+        #[cfg(loom)]
+        {
+            cell.model_wake.notify();
+            return;
+        }
+        #[cfg(not(loom))]
         crate::hub::schedule_unparked(cell);
     }
+}
+
+/// How a waiting context blocks: implemented by `green::Parker` (green thread or main context)
+/// and, in the loom models, by a model parker. The sync primitives' wait loops are written
+/// against this, so the models run the real loops.
+pub(crate) trait Park {
+    /// Who to wake.
+    fn unparker(&self) -> &Unparker;
+    /// Waits until unparked, until `deadline`, or spuriously.
+    fn park(&self, deadline: Option<std::time::Instant>);
 }

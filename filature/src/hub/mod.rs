@@ -29,7 +29,7 @@
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
 
-mod inbox;
+pub(crate) mod inbox;
 pub(crate) mod timer;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -199,6 +199,21 @@ struct Slots {
 
 thread_local! {
     static CORE: OnceCell<Rc<Core>> = const { OnceCell::new() };
+}
+
+impl HubShared {
+    /// A hub's shared half with no loop behind it, for the loom models of the park protocol.
+    #[cfg(loom)]
+    pub(crate) fn detached() -> Arc<HubShared> {
+        let poll = mio::Poll::new().expect("epoll");
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN).expect("eventfd");
+        Arc::new(HubShared {
+            inbox: Inbox::new(),
+            waker,
+            stop: AtomicBool::new(false),
+            name: "model".into(),
+        })
+    }
 }
 
 impl Core {

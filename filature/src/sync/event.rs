@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::waiter::Waiter;
+use crate::green::park::Park;
 use crate::green::Parker;
 use crate::loom::sync::{Arc, Mutex, MutexGuard};
 use crate::{Failure, TimedOut};
@@ -140,7 +141,15 @@ impl<T: Clone> Event<T> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<Result<T, Failure>, TimedOut> {
-        let parker = Parker::current("Event::wait");
+        self.wait_with(&Parker::current("Event::wait"), deadline)
+    }
+
+    /// The wait loop, for any way of parking (the loom model brings its own).
+    pub(crate) fn wait_with(
+        &self,
+        parker: &impl Park,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, Failure>, TimedOut> {
         let me = Waiter::Park(parker.unparker().clone());
         let mut listed_at: Option<u64> = None;
         let guard = Unlist {

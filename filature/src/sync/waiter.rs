@@ -33,7 +33,7 @@ impl Waiter {
 
     pub(crate) fn same(&self, other: &Waiter) -> bool {
         match (self, other) {
-            (Waiter::Park(a), Waiter::Park(b)) => Arc::ptr_eq(a, b),
+            (Waiter::Park(a), Waiter::Park(b)) => crate::loom::sync::Arc::ptr_eq(a, b),
             (Waiter::Task(a), Waiter::Task(b)) => a.will_wake(b),
             _ => false,
         }
