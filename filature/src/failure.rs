@@ -45,18 +45,27 @@ impl Failure {
     where
         E: StdError + Send + Sync + 'static,
     {
-        Failure { inner: Arc::new(Inner::Error(Box::new(error))) }
+        Failure {
+            inner: Arc::new(Inner::Error(Box::new(error))),
+        }
     }
 
     /// Wraps a boxed error value.
     pub fn from_boxed_error(error: Box<dyn StdError + Send + Sync + 'static>) -> Failure {
-        Failure { inner: Arc::new(Inner::Error(error)) }
+        Failure {
+            inner: Arc::new(Inner::Error(error)),
+        }
     }
 
     /// Wraps a panic payload, as returned by [`std::panic::catch_unwind`].
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Failure {
         let message = panic_message(&*payload).to_owned();
-        Failure { inner: Arc::new(Inner::Panic { message, payload: Mutex::new(Some(payload)) }) }
+        Failure {
+            inner: Arc::new(Inner::Panic {
+                message,
+                payload: Mutex::new(Some(payload)),
+            }),
+        }
     }
 
     /// Runs `f`, turning a panic into a `Failure`.

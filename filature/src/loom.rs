@@ -7,6 +7,8 @@
 #[cfg(not(loom))]
 pub(crate) mod sync {
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    // Not every build uses every name yet.
+    #[allow(unused_imports)]
     pub(crate) mod atomic {
         pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
     }
@@ -15,7 +17,30 @@ pub(crate) mod sync {
 #[cfg(loom)]
 pub(crate) mod sync {
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    #[allow(unused_imports)]
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+    }
+}
+
+/// Thread spawning, so that the thread pool's workers become loom threads under `--cfg loom`.
+#[cfg(not(loom))]
+pub(crate) mod thread {
+    pub(crate) use std::thread::{current, Builder, JoinHandle};
+
+    /// True if the thread behind `handle` has finished (so joining it will not block).
+    pub(crate) fn is_finished<T>(handle: &JoinHandle<T>) -> bool {
+        handle.is_finished()
+    }
+}
+
+/// Thread spawning, so that the thread pool's workers become loom threads under `--cfg loom`.
+#[cfg(loom)]
+pub(crate) mod thread {
+    pub(crate) use loom::thread::{current, Builder, JoinHandle};
+
+    /// Loom cannot ask; report "not finished" so that handles are kept and joined at stop.
+    pub(crate) fn is_finished<T>(_handle: &JoinHandle<T>) -> bool {
+        false
     }
 }
