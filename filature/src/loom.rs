@@ -5,19 +5,18 @@
 //! them for loom's model-checked versions (see `tests/loom_*.rs`).
 
 #[cfg(not(loom))]
+#[allow(unused_imports)] // not every build uses every name yet
 pub(crate) mod sync {
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-    // Not every build uses every name yet.
-    #[allow(unused_imports)]
     pub(crate) mod atomic {
         pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
     }
 }
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) mod sync {
     pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
-    #[allow(unused_imports)]
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
     }

@@ -1,5 +1,6 @@
 //! Native thread pools: [`ThreadPool`] (Twisted's contract, its traps fixed).
 
+mod lock;
 mod thread_pool;
 
 pub use thread_pool::{

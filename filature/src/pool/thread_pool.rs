@@ -62,11 +62,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use super::lock::{Condvar, Mutex, MutexGuard};
 use crate::failure::{panic_message, Failure};
-use crate::loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::loom::sync::Arc;
 use crate::loom::thread;
 use crate::Stopped;
 
@@ -466,7 +466,7 @@ impl State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     fn describe(&self) -> String {
@@ -590,10 +590,11 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
             break;
         }
         // Step 3: run queued work.
-        if let Some(mut job) = st.queue.pop_front() {
+        if let Some(job) = st.queue.pop_front() {
             st.busy += 1;
             st.idle -= 1;
-            st.slot(index).running = Some((job.id, job.name.take()));
+            // Named jobs pay for a copy of the name; unnamed ones for nothing.
+            st.slot(index).running = Some((job.id, job.name.clone()));
             drop(st);
             shared.run_job(job);
             st = shared.lock();
@@ -617,21 +618,19 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
             };
             match timeout {
                 Some(timeout) => {
-                    let (guard, result) = cv
-                        .wait_timeout(st, timeout)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let (guard, timed_out) = cv.wait_timeout(st, timeout);
                     st = guard;
                     if st.slot(index).woken {
                         break;
                     }
-                    if result.timed_out() && st.workers > st.min {
+                    if timed_out && st.workers > st.min {
                         st.sleepers.retain(|&i| i != index);
                         retire = true;
                         break;
                     }
                 }
                 None => {
-                    st = cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+                    st = cv.wait(st);
                     if st.slot(index).woken {
                         break;
                     }
@@ -996,7 +995,7 @@ impl ThreadPool {
                 return Ok(());
             }
             st = match deadline {
-                None => shared.done.wait(st).unwrap_or_else(PoisonError::into_inner),
+                None => shared.done.wait(st),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -1020,11 +1019,7 @@ impl ThreadPool {
                         tracing::warn!(%error, "thread pool stop timed out");
                         return Err(error);
                     }
-                    shared
-                        .done
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    shared.done.wait_timeout(st, deadline - now).0
                 }
             };
         }
