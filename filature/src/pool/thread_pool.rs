@@ -77,9 +77,16 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Plain std atomic: a counter outside the modelled protocol.
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
+#[cfg(not(loom))]
 std::thread_local! {
     /// The id of the pool whose worker this thread is, or 0.
     static CURRENT_POOL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// Loom runs its threads on one OS thread, so the flag must be one of loom's thread-locals.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT_POOL: std::cell::Cell<u64> = std::cell::Cell::new(0);
 }
 
 /// True if the calling thread is a worker of any filature thread pool.
@@ -483,9 +490,9 @@ impl Shared {
     }
 
     /// Starts one worker, counted as idle and waking (see the module docs). Called with the lock.
-    fn spawn_worker(self: &Arc<Self>, st: &mut State) -> bool {
+    fn spawn_worker(this: &Arc<Self>, st: &mut State) -> bool {
         let serial = st.next_serial;
-        let thread_name = match &self.name {
+        let thread_name = match &this.name {
             Some(name) => format!("filature-pool-{name}-{serial}"),
             None => format!("filature-pool-{serial}"),
         };
@@ -506,7 +513,7 @@ impl Shared {
                 st.slots.len() - 1
             }
         };
-        let shared = self.clone();
+        let shared = this.clone();
         let spawned = thread::Builder::new()
             .name(thread_name)
             .spawn(move || worker_main(shared, index, cv));
@@ -524,17 +531,17 @@ impl Shared {
             Err(error) => {
                 st.slots[index] = None;
                 st.free_slots.push(index);
-                tracing::error!(pool = %self.describe(), %error, "could not start a worker thread");
+                tracing::error!(pool = %this.describe(), %error, "could not start a worker thread");
                 false
             }
         }
     }
 
     /// Starts workers until `workers >= target` (capped at `max`).
-    fn grow_to(self: &Arc<Self>, st: &mut State, target: usize) {
+    fn grow_to(this: &Arc<Self>, st: &mut State, target: usize) {
         let target = target.min(st.max);
         while st.workers < target {
-            if !self.spawn_worker(st) {
+            if !Shared::spawn_worker(this, st) {
                 break;
             }
         }
@@ -547,19 +554,19 @@ impl Shared {
     }
 
     fn submit(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         name: Option<Box<str>>,
         run: Box<dyn FnOnce() + Send>,
     ) -> Result<u64, Stopped> {
-        let mut st = self.lock();
+        let mut st = this.lock();
         if st.phase != Phase::Running {
-            return Err(self.stopped());
+            return Err(this.stopped());
         }
         let id = st.next_job_id;
         st.next_job_id += 1;
         st.queue.push_back(Job { id, name, run });
         if st.queue.len() > st.waking && !st.wake_one() && st.started && st.workers < st.max {
-            self.spawn_worker(&mut st);
+            Shared::spawn_worker(this, &mut st);
         }
         Ok(id)
     }
@@ -731,7 +738,7 @@ impl ThreadPool {
         if !st.started {
             st.started = true;
             let target = Shared::backlog_target(&st);
-            self.shared.grow_to(&mut st, target);
+            Shared::grow_to(&self.shared, &mut st, target);
         }
         Ok(())
     }
@@ -754,7 +761,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared.submit(None, Box::new(f)).map(drop)
+        Shared::submit(&self.shared, None, Box::new(f)).map(drop)
     }
 
     /// Like [`call_in_thread`](ThreadPool::call_in_thread), but returns a [`JobHandle`] that can
@@ -773,7 +780,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let id = self.shared.submit(None, Box::new(f))?;
+        let id = Shared::submit(&self.shared, None, Box::new(f))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
             id,
@@ -801,7 +808,7 @@ impl ThreadPool {
         F: FnOnce() + Send + 'static,
     {
         let name: Box<str> = name.into().into_boxed_str();
-        let id = self.shared.submit(Some(name), Box::new(f))?;
+        let id = Shared::submit(&self.shared, Some(name), Box::new(f))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
             id,
@@ -842,7 +849,7 @@ impl ThreadPool {
                 );
             }
         };
-        self.shared.submit(None, Box::new(job)).map(drop)
+        Shared::submit(&self.shared, None, Box::new(job)).map(drop)
     }
 
     /// Changes the pool's size. Growing starts workers at once (at least `min`, and as many as
@@ -877,7 +884,7 @@ impl ThreadPool {
         // Grow: serve the backlog, then bring the pool up to `min`.
         st.wake_for_backlog();
         let target = Shared::backlog_target(&st);
-        self.shared.grow_to(&mut st, target);
+        Shared::grow_to(&self.shared, &mut st, target);
         // Sleepers that began waiting while `workers <= min` wait without a timeout; nudge them so
         // they re-wait with the idle timeout if they are now above `min`.
         if st.workers > st.min {
@@ -971,7 +978,7 @@ impl ThreadPool {
                 } else {
                     Shared::backlog_target(&st)
                 };
-                shared.grow_to(&mut st, target);
+                Shared::grow_to(shared, &mut st, target);
             }
             while st.wake_one() {}
         }
@@ -1036,7 +1043,7 @@ impl Drop for ThreadPool {
             if !st.started && !st.queue.is_empty() {
                 st.started = true;
                 let target = Shared::backlog_target(&st);
-                shared.grow_to(&mut st, target);
+                Shared::grow_to(shared, &mut st, target);
             }
             while st.wake_one() {}
         }
