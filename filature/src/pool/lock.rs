@@ -4,6 +4,10 @@
 //! when the queue lock is only briefly held, which is most of the pool's throughput); under
 //! `--cfg loom` the shim's model-checked `Mutex`/`Condvar` (see `crate::loom`). Poisoning cannot
 //! happen (no code panics while holding the lock: jobs run unlocked) and is ignored.
+//!
+//! Also here: [`QueueHint`], a lock-free copy of the queue length that a worker spinning before it
+//! sleeps polls instead of the lock. It is only a hint (every decision is re-made under the lock),
+//! so `Relaxed` suffices; under loom it is a no-op and the spin is one `yield_now`.
 
 #[cfg(not(loom))]
 mod imp {
@@ -51,6 +55,31 @@ mod imp {
 
         pub(crate) fn notify_all(&self) {
             self.0.notify_all();
+        }
+    }
+
+    /// The queue length as last published under the lock.
+    pub(crate) struct QueueHint(std::sync::atomic::AtomicUsize);
+
+    impl QueueHint {
+        pub(crate) fn new() -> Self {
+            QueueHint(std::sync::atomic::AtomicUsize::new(0))
+        }
+
+        /// Publishes the queue length; called with the lock held after every change.
+        pub(crate) fn set(&self, len: usize) {
+            self.0.store(len, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        /// Spins (then yields) for a few microseconds, returning early if work appears.
+        pub(crate) fn spin_until_work(&self) {
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                if self.0.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    return;
+                }
+                backoff.snooze();
+            }
         }
     }
 }
@@ -106,6 +135,21 @@ mod imp {
             self.0.notify_all();
         }
     }
+
+    /// No hint under loom: the model only needs the unlock / yield / relock of the spin.
+    pub(crate) struct QueueHint;
+
+    impl QueueHint {
+        pub(crate) fn new() -> Self {
+            QueueHint
+        }
+
+        pub(crate) fn set(&self, _len: usize) {}
+
+        pub(crate) fn spin_until_work(&self) {
+            loom::thread::yield_now();
+        }
+    }
 }
 
-pub(crate) use imp::{Condvar, Mutex, MutexGuard};
+pub(crate) use imp::{Condvar, Mutex, MutexGuard, QueueHint};

@@ -5,8 +5,9 @@
 //! Everything a decision depends on lives in one [`State`] behind one mutex (`Shared::state`):
 //! the job queue, the counters `workers`/`busy`/`idle`, the stack of sleeping workers, the number
 //! of workers that have been told to come and look at the queue (`waking`), `min`/`max`, the
-//! life-cycle phase and the workers' join handles. No atomics take part in the protocol, so every
-//! snapshot taken under the lock is consistent: `workers == busy + idle` at every moment, and
+//! life-cycle phase and the workers' join handles. The only atomic is a copy of the queue length
+//! that spinning workers poll (step 5); it decides nothing. So every snapshot taken under the lock
+//! is consistent: `workers == busy + idle` at every moment, and
 //! [`ThreadPool::stats`] reads all four numbers under that one lock.
 //!
 //! # Worker life cycle
@@ -21,10 +22,14 @@
 //!    and name), drops the lock, runs it under `catch_unwind`, re-takes the lock, undoes the
 //!    counters and goes to 2;
 //! 4. if the pool is stopping, it retires (the queue is empty: the stop protocol has drained it);
-//! 5. otherwise it pushes itself on the `sleepers` stack and waits on its *own* condvar until a
-//!    submitter pops it and sets its `woken` flag (spurious wake-ups go back to sleep). While
-//!    `workers > min` the wait has the idle timeout; a worker that times out un-woken removes itself
-//!    from `sleepers` and retires.
+//! 5. otherwise, the first time in this idle spell, it marks itself waking (`waking += 1`, `woken`
+//!    set), drops the lock, spins a few microseconds watching a lock-free copy of the queue length
+//!    ([`QueueHint`], only a hint), re-takes the lock and goes to 1. This keeps a busy pool off
+//!    the futex: a submitter counts the spinner as on its way and neither wakes nor starts anyone;
+//! 6. the second time, it pushes itself on the `sleepers` stack and waits on its *own* condvar
+//!    until a submitter pops it and sets its `woken` flag (spurious wake-ups go back to sleep);
+//!    then 1. While `workers > min` the wait has the idle timeout; a worker that times out
+//!    un-woken removes itself from `sleepers` and retires.
 //!
 //! Retiring is `workers -= 1`, `idle -= 1`, freeing the slot, and two hand-offs: if work is still
 //! queued that no waking worker will take, wake a sleeper (so a retirement never strands a job),
@@ -64,7 +69,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
-use super::lock::{Condvar, Mutex, MutexGuard};
+use super::lock::{Condvar, Mutex, MutexGuard, QueueHint};
 use crate::failure::{panic_message, Failure};
 use crate::loom::sync::Arc;
 use crate::loom::thread;
@@ -309,6 +314,7 @@ impl ThreadPoolBuilder {
                 next_serial: 1,
             }),
             done: Condvar::new(),
+            queued: QueueHint::new(),
         };
         Ok(ThreadPool {
             shared: Arc::new(shared),
@@ -368,6 +374,7 @@ impl JobHandle {
         match st.queue.iter().position(|job| job.id == self.id) {
             Some(at) => {
                 st.queue.remove(at);
+                self.shared.queued.set(st.queue.len());
                 true
             }
             None => false,
@@ -394,6 +401,8 @@ struct Shared {
     /// Notified when a worker retires while the pool is stopping, and when the phase becomes
     /// `Stopped`.
     done: Condvar,
+    /// `queue.len()`, published under the lock for workers spinning before they sleep.
+    queued: QueueHint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,6 +574,7 @@ impl Shared {
         let id = st.next_job_id;
         st.next_job_id += 1;
         st.queue.push_back(Job { id, name, run });
+        this.queued.set(st.queue.len());
         if st.queue.len() > st.waking && !st.wake_one() && st.started && st.workers < st.max {
             Shared::spawn_worker(this, &mut st);
         }
@@ -587,6 +597,7 @@ impl Shared {
 fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
     CURRENT_POOL.with(|c| c.set(shared.id));
     let mut st = shared.lock();
+    let mut spun = false;
     loop {
         // Step 1: a woken (or newly started) worker has now arrived.
         if std::mem::replace(&mut st.slot(index).woken, false) {
@@ -598,6 +609,8 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
         }
         // Step 3: run queued work.
         if let Some(job) = st.queue.pop_front() {
+            shared.queued.set(st.queue.len());
+            spun = false;
             st.busy += 1;
             st.idle -= 1;
             // Named jobs pay for a copy of the name; unnamed ones for nothing.
@@ -614,7 +627,18 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
         if st.phase != Phase::Running {
             break;
         }
-        // Step 5: sleep until woken; above `min`, retire after the idle timeout.
+        // Step 5: before sleeping, spin a few microseconds unlocked, counted as waking (so that a
+        // submitter neither wakes nor starts another worker for the job this one will take).
+        if !spun {
+            spun = true;
+            st.slot(index).woken = true;
+            st.waking += 1;
+            drop(st);
+            shared.queued.spin_until_work();
+            st = shared.lock();
+            continue;
+        }
+        // Step 6: sleep until woken; above `min`, retire after the idle timeout.
         st.sleepers.push(index);
         let mut retire = false;
         loop {
