@@ -175,3 +175,46 @@ fn workers_know_they_are_workers() {
     assert!(rx.recv().unwrap());
     pool.stop();
 }
+
+#[test]
+fn a_cancelled_callback_job_runs_neither_f_nor_on_result() {
+    let pool = ThreadPool::new(0, 1).unwrap(); // not started: everything stays queued
+    let ran = Arc::new(AtomicBool::new(false));
+    let (f_flag, cb_flag) = (ran.clone(), ran.clone());
+    let job = pool
+        .call_in_thread_with_callback(
+            move |_r: Result<(), Failure>| cb_flag.store(true, Ordering::SeqCst),
+            move || f_flag.store(true, Ordering::SeqCst),
+        )
+        .unwrap();
+    assert!(job.cancel());
+    pool.start().unwrap();
+    pool.stop();
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(
+        Arc::strong_count(&ran),
+        1,
+        "the cancelled closures were dropped"
+    );
+}
+
+#[test]
+fn a_worker_knows_its_own_pool() {
+    let a = Arc::new(ThreadPool::new(1, 1).unwrap());
+    let b = Arc::new(ThreadPool::new(1, 1).unwrap());
+    a.start().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (a2, b2) = (a.clone(), b.clone());
+    a.call_in_thread(move || {
+        tx.send((
+            a2.is_current_thread_in_pool(),
+            b2.is_current_thread_in_pool(),
+        ))
+        .unwrap()
+    })
+    .unwrap();
+    assert_eq!(rx.recv().unwrap(), (true, false));
+    assert!(!a.is_current_thread_in_pool());
+    a.stop();
+    b.stop();
+}

@@ -368,17 +368,19 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// Removes the job from the queue if no worker has taken it yet; true if it was removed (it
-    /// will never run), false if it already started, finished or was cancelled.
+    /// will never run, and its closure is dropped here), false if it already started, finished or
+    /// was cancelled. Costs a scan of the queue.
     pub fn cancel(&self) -> bool {
         let mut st = self.shared.lock();
-        match st.queue.iter().position(|job| job.id == self.id) {
-            Some(at) => {
-                st.queue.remove(at);
-                self.shared.queued.set(st.queue.len());
-                true
-            }
-            None => false,
-        }
+        let Some(at) = st.queue.iter().position(|job| job.id == self.id) else {
+            return false;
+        };
+        let job = st.queue.remove(at);
+        self.shared.queued.set(st.queue.len());
+        drop(st);
+        // The closure's captures are dropped without the lock: their destructors may use the pool.
+        drop(job);
+        true
     }
 
     /// The job's id, unique within its pool (used in [`StuckJob`] reports).
@@ -842,6 +844,10 @@ impl ThreadPool {
     /// Runs `f` on a worker, then `on_result` on the same worker with `Ok(value)` or
     /// `Err(failure)` (a panic in `f`). A panic inside `on_result` is logged; the worker survives.
     ///
+    /// The returned [`JobHandle`] can cancel the job while it is queued; then neither `f` nor
+    /// `on_result` runs (both are dropped), so whoever waits on `on_result` must be told by the
+    /// canceller.
+    ///
     /// ```
     /// use filature::pool::ThreadPool;
     /// use std::sync::mpsc;
@@ -857,7 +863,11 @@ impl ThreadPool {
     /// assert!(rx.recv().unwrap());
     /// pool.stop();
     /// ```
-    pub fn call_in_thread_with_callback<T, F, C>(&self, on_result: C, f: F) -> Result<(), Stopped>
+    pub fn call_in_thread_with_callback<T, F, C>(
+        &self,
+        on_result: C,
+        f: F,
+    ) -> Result<JobHandle, Stopped>
     where
         T: 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -873,7 +883,33 @@ impl ThreadPool {
                 );
             }
         };
-        Shared::submit(&self.shared, None, Box::new(job)).map(drop)
+        let id = Shared::submit(&self.shared, None, Box::new(job))?;
+        Ok(JobHandle {
+            shared: self.shared.clone(),
+            id,
+        })
+    }
+
+    /// True if the calling thread is one of this pool's workers (see also
+    /// [`is_current_thread_worker`], which asks about any pool).
+    ///
+    /// ```
+    /// use filature::pool::ThreadPool;
+    /// use std::sync::Arc;
+    ///
+    /// let pool = Arc::new(ThreadPool::new(1, 1).unwrap());
+    /// let other = ThreadPool::new(1, 1).unwrap();
+    /// assert!(!pool.is_current_thread_in_pool());
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let p = pool.clone();
+    /// other.call_in_thread(move || tx.send(p.is_current_thread_in_pool()).unwrap()).unwrap();
+    /// other.start().unwrap();
+    /// assert!(!rx.recv().unwrap()); // a worker, but of `other`
+    /// other.stop();
+    /// pool.stop();
+    /// ```
+    pub fn is_current_thread_in_pool(&self) -> bool {
+        CURRENT_POOL.with(|c| c.get()) == self.shared.id
     }
 
     /// Changes the pool's size. Growing starts workers at once (at least `min`, and as many as
