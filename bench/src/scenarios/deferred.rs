@@ -36,7 +36,7 @@ fn filature_deferred(cfg: &Config) -> Vec<Metric> {
     let ns = median_of(cfg, || {
         let start = Instant::now();
         for _ in 0..chains {
-            let mut d = Deferred::<u64>::new();
+            let d = Deferred::<u64>::new();
             for _ in 0..CHAIN {
                 d.add_callback(|v| v + 1);
             }
@@ -54,29 +54,30 @@ fn filature_deferred(cfg: &Config) -> Vec<Metric> {
 /// the first and returns how many callbacks ran (equal to `depth` on success).
 #[cfg(filature_api)]
 fn nested_chain(depth: usize) -> usize {
-    use std::cell::Cell;
-    use std::rc::Rc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use filature::deferred::Deferred;
 
-    let ran = Rc::new(Cell::new(0usize));
+    // Arc, not Rc: Deferred callbacks must be Send.
+    let ran = Arc::new(AtomicUsize::new(0));
     let mut next: Option<Deferred<usize>> = None;
     // Build from the innermost outwards so each callback owns the next link.
     for _ in 0..depth {
-        let mut d = Deferred::<usize>::new();
-        let ran = Rc::clone(&ran);
+        let d = Deferred::<usize>::new();
+        let ran = Arc::clone(&ran);
         let inner = next.take();
         d.add_callback(move |v| {
-            ran.set(ran.get() + 1);
-            if let Some(mut inner) = inner {
+            ran.fetch_add(1, Ordering::Relaxed);
+            if let Some(inner) = inner {
                 inner.callback(v + 1);
             }
             v
         });
         next = Some(d);
     }
-    if let Some(mut first) = next {
+    if let Some(first) = next {
         first.callback(0);
     }
-    ran.get()
+    ran.load(Ordering::Relaxed)
 }

@@ -89,9 +89,9 @@ fn std_spawn(cfg: &Config) -> Vec<Metric> {
     let n = cfg.pick(500, 2_000);
     metric(median_of(cfg, || {
         let start = Instant::now();
-        for i in 0..n {
+        for _ in 0..n {
             std::thread::Builder::new()
-                .name(format!("bench-spawn-std-{i}"))
+                .name("bench-spawn-std".to_owned())
                 .spawn(|| ())
                 .unwrap()
                 .join()
