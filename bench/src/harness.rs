@@ -357,3 +357,46 @@ fn format_value(v: f64) -> String {
         format!("{v:.3}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 50.0), 50.0);
+        assert_eq!(percentile(&mut v, 99.0), 99.0);
+        assert_eq!(percentile(&mut v, 100.0), 100.0);
+        assert_eq!(percentile(&mut [7.0], 50.0), 7.0);
+    }
+
+    #[test]
+    fn json_line_has_contract_keys_in_order_and_reads_back() {
+        let m = Metric::new("p50_us", 2.5).with_note("a \"quoted\" note");
+        let line = m.to_json("wake", "tokio");
+        assert!(line.starts_with(r#"{"scenario": "wake", "system": "tokio", "metric": "p50_us""#));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["value"], 2.5);
+        let back = Metric::from_json(&line).unwrap();
+        assert_eq!(back.name, "p50_us");
+        assert_eq!(back.note.as_deref(), Some("a \"quoted\" note"));
+    }
+
+    #[test]
+    fn producer_throughput_runs_every_job() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&ran);
+        let rate = producer_throughput(
+            "test",
+            3,
+            1_000,
+            Arc::new(move |job: Job| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                job();
+            }),
+        );
+        assert_eq!(ran.load(Ordering::Relaxed), 1_000);
+        assert!(rate > 0.0);
+    }
+}

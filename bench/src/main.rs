@@ -117,3 +117,35 @@ fn parse(args: &[String]) -> Result<(String, Config, Vec<String>), String> {
     let command = command.ok_or("missing scenario")?;
     Ok((command, cfg, rest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_scenario_and_options() {
+        let (cmd, cfg, rest) = parse(&args("park --quick --count 1_000 --json")).unwrap();
+        assert_eq!(cmd, "park");
+        assert!(cfg.quick && cfg.json);
+        assert_eq!(cfg.count, Some(1000));
+        assert!(rest.is_empty());
+        assert!(parse(&args("park --bogus")).is_err());
+        assert!(parse(&args("--quick")).is_err());
+    }
+
+    #[test]
+    fn every_scenario_is_named_once() {
+        let registry = scenarios::registry();
+        for (i, s) in registry.iter().enumerate() {
+            assert!(
+                registry[i + 1..].iter().all(|t| t.name != s.name),
+                "{}",
+                s.name
+            );
+        }
+    }
+}
