@@ -1,1 +1,151 @@
-fn main() {}
+//! `filature-bench`: filature measured side by side with its peers (tokio, may,
+//! raw corosensei, std, crossbeam, blocking), all in one process run.
+//!
+//! ```text
+//! filature-bench <scenario> [--quick] [--json] [--count N]
+//! filature-bench all [--quick] [--json]
+//! filature-bench list
+//! ```
+//!
+//! Each scenario has one function per system and a registry entry listing them
+//! (see [`scenarios`]). The filature functions are written against the
+//! library's API and compiled only with `--cfg filature_api`
+//! (`RUSTFLAGS='--cfg filature_api' cargo run --release -p filature-bench -- all`).
+
+mod harness;
+mod scenarios;
+
+use std::process::ExitCode;
+
+use harness::{Config, Metric, Report};
+
+/// One system's side of a scenario.
+pub(crate) struct System {
+    /// `filature`, `corosensei`, `tokio`, `may`, `std`, `crossbeam` or `blocking`.
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(&Config) -> Vec<Metric>,
+}
+
+/// A scenario: its name, the system that is the floor (if any), and its systems.
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) floor: Option<&'static str>,
+    pub(crate) systems: fn() -> Vec<System>,
+}
+
+const USAGE: &str = "usage: filature-bench <scenario|all|list> [--quick] [--json] [--count N]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("filature-bench: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (command, cfg, rest) = parse(args)?;
+    // Hidden sub-commands: one system's side of a scenario in a fresh process.
+    if command == scenarios::park::CHILD_COMMAND {
+        let system = rest.first().ok_or("missing system for the park child")?;
+        return scenarios::park::run_child(system, &cfg);
+    }
+    let registry = scenarios::registry();
+    match command.as_str() {
+        "list" => {
+            for s in &registry {
+                let systems: Vec<_> = (s.systems)().iter().map(|sys| sys.name).collect();
+                println!("{:<14} {} [{}]", s.name, s.about, systems.join(", "));
+            }
+            Ok(())
+        }
+        "all" => {
+            for s in &registry {
+                run_scenario(s, &cfg);
+            }
+            Ok(())
+        }
+        name => {
+            let s = registry
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| format!("unknown scenario `{name}`"))?;
+            run_scenario(s, &cfg);
+            Ok(())
+        }
+    }
+}
+
+fn run_scenario(scenario: &Scenario, cfg: &Config) {
+    let mut report = Report::new(cfg, scenario.name, scenario.floor);
+    for system in (scenario.systems)() {
+        for metric in (system.run)(cfg) {
+            report.add(system.name, metric);
+        }
+    }
+    report.finish();
+}
+
+/// Splits the command line into the command, the options, and positional rest.
+fn parse(args: &[String]) -> Result<(String, Config, Vec<String>), String> {
+    let mut cfg = Config::default();
+    let mut command = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => cfg.quick = true,
+            "--json" => cfg.json = true,
+            "--count" => {
+                let n = it.next().ok_or("--count needs a number")?;
+                let n = n
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| format!("--count: `{n}` is not a number"))?;
+                cfg.count = Some(n);
+            }
+            "-h" | "--help" => return Err("help".to_owned()),
+            other if other.starts_with('-') => return Err(format!("unknown option `{other}`")),
+            other if command.is_none() => command = Some(other.to_owned()),
+            other => rest.push(other.to_owned()),
+        }
+    }
+    let command = command.ok_or("missing scenario")?;
+    Ok((command, cfg, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_scenario_and_options() {
+        let (cmd, cfg, rest) = parse(&args("park --quick --count 1_000 --json")).unwrap();
+        assert_eq!(cmd, "park");
+        assert!(cfg.quick && cfg.json);
+        assert_eq!(cfg.count, Some(1000));
+        assert!(rest.is_empty());
+        assert!(parse(&args("park --bogus")).is_err());
+        assert!(parse(&args("--quick")).is_err());
+    }
+
+    #[test]
+    fn every_scenario_is_named_once() {
+        let registry = scenarios::registry();
+        for (i, s) in registry.iter().enumerate() {
+            assert!(
+                registry[i + 1..].iter().all(|t| t.name != s.name),
+                "{}",
+                s.name
+            );
+        }
+    }
+}

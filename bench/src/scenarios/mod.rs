@@ -1,0 +1,100 @@
+//! The scenarios, one module each. A module exposes `systems()` (filature's
+//! entry first, behind `cfg(filature_api)`, then the peers) and one function
+//! per system that returns that system's measured metrics.
+
+pub(crate) mod blocking_call;
+pub(crate) mod call;
+pub(crate) mod deferred;
+pub(crate) mod named;
+pub(crate) mod offload;
+pub(crate) mod park;
+pub(crate) mod pool;
+pub(crate) mod spawn;
+pub(crate) mod switch;
+pub(crate) mod wake;
+
+use crate::Scenario;
+
+/// Every scenario, in the order `all` runs them.
+pub(crate) fn registry() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "switch",
+            about: "two tasks on one thread alternating with yield: A->B->A",
+            floor: Some("corosensei"),
+            systems: switch::systems,
+        },
+        Scenario {
+            name: "spawn",
+            about: "spawn and join an empty task, sequentially",
+            floor: None,
+            systems: spawn::systems,
+        },
+        Scenario {
+            name: "park",
+            about: "N tasks parked on one event, released, joined (child process each)",
+            floor: None,
+            systems: park::systems,
+        },
+        Scenario {
+            name: "wake",
+            about: "an OS thread wakes a waiting task, which answers back",
+            floor: None,
+            systems: wake::systems,
+        },
+        Scenario {
+            name: "call",
+            about: "call_from_thread throughput from 1 and 4 producers",
+            floor: Some("crossbeam"),
+            systems: call::systems,
+        },
+        Scenario {
+            name: "blocking_call",
+            about: "blocking_call_from_thread round trip",
+            floor: None,
+            systems: blocking_call::systems,
+        },
+        Scenario {
+            name: "deferred",
+            about: "a chain of 1,000 callbacks; a 100,000-deep nested chain",
+            floor: None,
+            systems: deferred::systems,
+        },
+        Scenario {
+            name: "offload",
+            about: "a no-op on a blocking pool from tasks on one thread",
+            floor: None,
+            systems: offload::systems,
+        },
+        Scenario {
+            name: "pool",
+            about: "tiny jobs through a 2-worker thread pool",
+            floor: Some("crossbeam"),
+            systems: pool::systems,
+        },
+        Scenario {
+            name: "named",
+            about: "calls from 1 and 4 producers into one serial worker thread",
+            floor: None,
+            systems: named::systems,
+        },
+    ]
+}
+
+/// may's scheduler is configured once per process, before its first use:
+/// one worker, so its coroutines share a thread like the other systems' tasks.
+pub(crate) fn may_single_worker() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        may::config().set_workers(1);
+    });
+}
+
+/// A tokio current-thread runtime whose threads carry `name`.
+pub(crate) fn tokio_current_thread(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("build a tokio current-thread runtime")
+}
