@@ -4,13 +4,11 @@
 //! complete without overflowing the stack (metric `nested_depth_ok`). filature
 //! only: no peer has Twisted's Deferred.
 
-#[cfg(filature_api)]
 use crate::harness::{median_of, ns_per_op, Config, Metric};
 use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_deferred,
@@ -19,18 +17,15 @@ pub(crate) fn systems() -> Vec<System> {
 }
 
 /// Callbacks per chain.
-#[cfg(filature_api)]
 const CHAIN: usize = 1_000;
 
 /// Depth of the nested chain that must complete.
-#[cfg(filature_api)]
 const NESTED_DEPTH: usize = 100_000;
 
-#[cfg(filature_api)]
 fn filature_deferred(cfg: &Config) -> Vec<Metric> {
     use std::time::Instant;
 
-    use filature::deferred::Deferred;
+    use filature::deferred::{Deferred, Outcome};
 
     let chains = cfg.pick(100, 1_000);
     let ns = median_of(cfg, || {
@@ -38,7 +33,7 @@ fn filature_deferred(cfg: &Config) -> Vec<Metric> {
         for _ in 0..chains {
             let d = Deferred::<u64>::new();
             for _ in 0..CHAIN {
-                d.add_callback(|v| v + 1);
+                d.add_callback(|v| Outcome::Value(v + 1));
             }
             d.callback(0);
         }
@@ -50,34 +45,30 @@ fn filature_deferred(cfg: &Config) -> Vec<Metric> {
     ]
 }
 
-/// Builds `depth` Deferreds, each fired by the previous one's callback, fires
-/// the first and returns how many callbacks ran (equal to `depth` on success).
-#[cfg(filature_api)]
+/// Twisted-style nesting, `depth` deep: the callback of Deferred `i` returns Deferred `i + 1`, so
+/// each waits on the next; all are fired, the innermost last, and the whole tower must unwind
+/// (iteratively: a recursive implementation overflows the stack here). Returns the innermost
+/// value as seen by the outermost callback, which is `depth` on success.
 fn nested_chain(depth: usize) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use filature::deferred::Deferred;
+    use filature::deferred::{Deferred, Outcome};
 
-    // Arc, not Rc: Deferred callbacks must be Send.
-    let ran = Arc::new(AtomicUsize::new(0));
-    let mut next: Option<Deferred<usize>> = None;
-    // Build from the innermost outwards so each callback owns the next link.
-    for _ in 0..depth {
-        let d = Deferred::<usize>::new();
-        let ran = Arc::clone(&ran);
-        let inner = next.take();
-        d.add_callback(move |v| {
-            ran.fetch_add(1, Ordering::Relaxed);
-            if let Some(inner) = inner {
-                inner.callback(v + 1);
-            }
-            v
-        });
-        next = Some(d);
+    let tower: Vec<Deferred<usize>> = (0..depth).map(|_| Deferred::new()).collect();
+    for i in 0..depth - 1 {
+        let inner = tower[i + 1].clone();
+        tower[i].add_callback(move |_| Outcome::Wait(inner));
     }
-    if let Some(first) = next {
-        first.callback(0);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&seen);
+    tower[0].add_callback(move |v| {
+        s.store(v, Ordering::Relaxed);
+        Outcome::Value(v)
+    });
+    for d in &tower[..depth - 1] {
+        d.callback(0).expect("fired once");
     }
-    ran.load(Ordering::Relaxed)
+    tower[depth - 1].callback(depth).expect("fired once");
+    seen.load(Ordering::Relaxed)
 }

@@ -34,7 +34,6 @@ const MAY_BISECT_STEPS: usize = 6;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: |cfg| in_child("filature", count(cfg), cfg).unwrap_or_else(failed),
@@ -196,7 +195,6 @@ pub(crate) fn run_child(system: &str, cfg: &Config) -> Result<(), String> {
         std::process::abort();
     }));
     let metrics = match system {
-        #[cfg(filature_api)]
         "filature" => filature_park(n),
         "tokio" => tokio_park(n),
         "may" => may_park(n),
@@ -237,7 +235,6 @@ fn metrics(
 
 /// N green threads waiting on one `Event`; a last green thread measures once
 /// all have parked, then sends.
-#[cfg(filature_api)]
 fn filature_park(n: usize) -> Vec<Metric> {
     use std::cell::Cell;
     use std::rc::Rc;

@@ -10,7 +10,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_pool,
@@ -45,7 +44,6 @@ fn measure(cfg: &Config, mut submit: impl FnMut(Job)) -> Vec<Metric> {
 }
 
 /// `ThreadPool::call_in_thread` on a pool fixed at 2 workers.
-#[cfg(filature_api)]
 fn filature_pool(cfg: &Config) -> Vec<Metric> {
     let pool = filature::pool::ThreadPool::new(WORKERS, WORKERS).expect("pool size");
     pool.start().expect("start the pool");

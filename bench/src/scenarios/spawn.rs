@@ -10,7 +10,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_spawn,
@@ -39,7 +38,6 @@ fn metric(value: f64) -> Vec<Metric> {
 }
 
 /// `green::spawn` + `join` from this thread's main context (join drives the hub).
-#[cfg(filature_api)]
 fn filature_spawn(cfg: &Config) -> Vec<Metric> {
     let n = iterations(cfg);
     metric(median_of(cfg, || {

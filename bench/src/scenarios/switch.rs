@@ -12,7 +12,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_switch,
@@ -45,7 +44,6 @@ fn metric(value: f64) -> Vec<Metric> {
 }
 
 /// Two green threads on this thread's hub, each yielding `rounds` times.
-#[cfg(filature_api)]
 fn filature_switch(cfg: &Config) -> Vec<Metric> {
     use filature::green;
     let n = rounds(cfg);

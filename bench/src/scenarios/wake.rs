@@ -9,7 +9,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_wake,
@@ -39,7 +38,6 @@ fn metrics(mut lat: Vec<f64>) -> Vec<Metric> {
 
 /// A green thread on another thread's hub waits on `request` and sends on
 /// `reply`, which this (plain) thread waits on.
-#[cfg(filature_api)]
 fn filature_wake(cfg: &Config) -> Vec<Metric> {
     use filature::green;
     use filature::sync::Event;
@@ -52,9 +50,9 @@ fn filature_wake(cfg: &Config) -> Vec<Metric> {
         spawn_named("bench-wake-filature", move || {
             green::spawn(move || {
                 for _ in 0..total {
-                    let i = request.wait();
+                    let i = request.wait().expect("request");
                     request.reset();
-                    reply.send(i);
+                    reply.send(i).expect("reply");
                 }
             })
             .join();
@@ -62,8 +60,8 @@ fn filature_wake(cfg: &Config) -> Vec<Metric> {
     };
     let mut i = 0;
     let lat = latencies_us(rounds(cfg), || {
-        request.send(i);
-        let got = reply.wait();
+        request.send(i).expect("request");
+        let got = reply.wait().expect("reply");
         reply.reset();
         debug_assert_eq!(got, i);
         i += 1;

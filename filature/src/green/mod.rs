@@ -379,22 +379,22 @@ pub fn sleep(d: Duration) {
 /// pass of the hub. A kill or timeout pending for the caller is raised here.
 pub fn yield_now() {
     hub::with_core(|core| {
-        let yielder = match core.current.borrow().as_ref() {
-            Some(g) => {
-                g.check_interrupts();
-                if core.ready.borrow().is_empty() {
-                    return;
-                }
-                g.yielder()
+        // Copy what we need out of `current` first: the main-context arm drives the loop, which
+        // takes `current` mutably.
+        let yielder = core.current.borrow().as_ref().map(|g| {
+            g.check_interrupts();
+            g.yielder()
+        });
+        let Some(yielder) = yielder else {
+            if core.in_callback() {
+                panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
             }
-            None => {
-                if core.in_callback() {
-                    panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
-                }
-                core.turn(None, Some(Instant::now()), false);
-                return;
-            }
+            core.turn(None, Some(Instant::now()), false);
+            return;
         };
+        if core.ready.borrow().is_empty() {
+            return;
+        }
         core.request_requeue();
         thread::suspend_current(yielder);
         if let Some(g) = core.current.borrow().as_ref() {

@@ -1,0 +1,266 @@
+//! A guided run of what filature does today. Each section prints what it is doing and what came
+//! back; every number printed is measured in this run.
+//!
+//! ```sh
+//! cargo run --release --example tour
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use filature::deferred::{self, Deferred, Outcome};
+use filature::green::{self, GreenPool};
+use filature::hub;
+use filature::pool::ThreadPool;
+use filature::sync::{Event, Queue, Semaphore};
+use filature::threads::EventQueue;
+use filature::{Failure, TimedOut};
+
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn main() {
+    println!("filature tour: hubs, green threads, sync, Deferred, thread pools, event queues");
+
+    hubs_and_timers();
+    green_threads();
+    sync_across_threads();
+    kill_timeout_and_panics();
+    green_pool();
+    many_parked_green_threads();
+    deferreds();
+    thread_pool();
+    event_queue();
+
+    println!("\nTour finished.");
+}
+
+fn hubs_and_timers() {
+    section("hubs and timers");
+    println!("Every OS thread gets a hub (an event loop) on first use; main() is in its main context.");
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for (name, ms) in [("b", 20), ("a", 10), ("c", 20)] {
+        let o = order.clone();
+        hub::call_later(Duration::from_millis(ms), move || o.borrow_mut().push(name));
+    }
+    let cancelled = hub::call_later(Duration::from_millis(15), || unreachable!());
+    cancelled.cancel().expect("pending");
+    println!("scheduled timers a@10ms, b@20ms, c@20ms and cancelled one @15ms");
+    let t = Instant::now();
+    green::sleep(Duration::from_millis(30)); // the main context drives the hub while it sleeps
+    println!(
+        "after sleeping {:?} in main(): fired {:?} (equal deadlines in creation order)",
+        t.elapsed().as_millis(),
+        order.borrow()
+    );
+    println!("cancelling it again says: {}", cancelled.cancel().unwrap_err());
+}
+
+fn green_threads() {
+    section("green threads");
+    let log = Rc::new(RefCell::new(Vec::new())); // Rc: green threads never leave their thread
+    let mut handles = Vec::new();
+    for name in ["ping", "pong"] {
+        let log = log.clone();
+        handles.push(green::Builder::new().name(name).spawn(move || {
+            for i in 0..3 {
+                log.borrow_mut().push(format!("{name}{i}"));
+                green::yield_now();
+            }
+            green::current().and_then(|c| c.name().map(str::to_owned))
+        }));
+    }
+    println!("spawned two green threads (spawn never switches); joining from main()");
+    let names: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    println!("they interleaved with yield_now: {:?}", log.borrow());
+    println!("and knew their names: {names:?}");
+}
+
+fn sync_across_threads() {
+    section("sync across OS threads");
+    let q: Queue<u32> = Queue::bounded(2);
+    let done = Event::new();
+    let (tx, d) = (q.clone(), done.clone());
+    let producer = std::thread::Builder::new()
+        .name("tour-producer".into())
+        .spawn(move || {
+            for i in 1..=5 {
+                tx.put(i); // a plain OS thread: blocks (driving its own hub) while the queue is full
+            }
+            d.send("producer done").unwrap();
+        })
+        .unwrap();
+    let consumer = green::spawn(move || (0..5).map(|_| q.get()).sum::<u32>());
+    println!("an OS thread puts 1..=5 into a bounded(2) queue; a green thread here gets them");
+    println!("green consumer summed {}", consumer.join());
+    println!("main() waited on an Event sent from the OS thread: {:?}", done.wait().unwrap());
+    producer.join().unwrap();
+}
+
+fn kill_timeout_and_panics() {
+    section("kill, timeouts and panics");
+    struct Noisy(&'static str);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            println!("  destructor ran on the killed green thread's stack: {}", self.0);
+        }
+    }
+    let sem = Semaphore::new(0);
+    let s = sem.clone();
+    let waiter = green::spawn(move || {
+        let _guard = Noisy("guard");
+        s.acquire(); // parks forever: nobody releases
+    });
+    green::yield_now(); // let it start and park
+    println!("killing a green thread parked on a semaphore");
+    waiter.kill();
+    println!("join says: {}", waiter.join_result().unwrap_err());
+
+    let r: Result<(), TimedOut> =
+        green::with_timeout(Duration::from_millis(10), || green::sleep(Duration::from_secs(60)));
+    println!("with_timeout(10ms, sleep 60s) -> {r:?}");
+
+    // The default panic hook would print the deliberate panic below; keep the tour readable.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let boom = green::spawn(|| -> u32 { panic!("a green thread failed") });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boom.join()));
+    std::panic::set_hook(hook);
+    let msg = caught.unwrap_err();
+    println!(
+        "a panic in a green thread is caught at its boundary and re-raised by join: {:?}",
+        msg.downcast_ref::<&str>()
+    );
+}
+
+fn green_pool() {
+    section("GreenPool");
+    let pool = GreenPool::new(3);
+    let running = Rc::new(RefCell::new((0, 0))); // (now, max)
+    let r = running.clone();
+    let out: Vec<u64> = pool
+        .imap(1..=9u64, move |x| {
+            {
+                let mut r = r.borrow_mut();
+                r.0 += 1;
+                r.1 = r.1.max(r.0);
+            }
+            green::sleep(Duration::from_millis(2));
+            r.borrow_mut().0 -= 1;
+            x * x
+        })
+        .collect();
+    println!("imap over 1..=9 with a pool of 3: {out:?}");
+    println!("at most {} ran at once", running.borrow().1);
+}
+
+fn rss_kib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4)
+}
+
+fn vmas() -> Option<usize> {
+    Some(std::fs::read_to_string("/proc/self/maps").ok()?.lines().count())
+}
+
+fn many_parked_green_threads() {
+    section("100,000 parked green threads");
+    const N: usize = 100_000;
+    let (rss0, vma0) = (rss_kib(), vmas());
+    let gate: Event<()> = Event::new();
+    let parked = Rc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let handles: Vec<_> = (0..N)
+        .map(|_| {
+            let (g, p) = (gate.clone(), parked.clone());
+            green::spawn(move || {
+                p.fetch_add(1, Ordering::Relaxed);
+                g.wait().unwrap();
+            })
+        })
+        .collect();
+    let spawned = t.elapsed();
+    while parked.load(Ordering::Relaxed) < N {
+        green::yield_now(); // main() runs hub passes until every green thread has parked
+    }
+    let (rss1, vma1) = (rss_kib(), vmas());
+    println!(
+        "spawned {N} green threads in {:?} ({} ns each); {} are parked on one Event",
+        spawned,
+        spawned.as_nanos() / N as u128,
+        parked.load(Ordering::Relaxed)
+    );
+    if let (Some(a), Some(b), Some(va), Some(vb)) = (rss0, rss1, vma0, vma1) {
+        println!(
+            "memory: {:.2} KiB RSS per parked green thread (guard page under each stack); VMAs {va} -> {vb}",
+            (b.saturating_sub(a)) as f64 / N as f64
+        );
+    }
+    gate.send(()).unwrap();
+    green::join_all(handles);
+    println!("released them with one send and joined all {N}");
+}
+
+fn deferreds() {
+    section("Deferred (Twisted's callback chains)");
+    let d: Deferred<u32> = Deferred::new();
+    let inner: Deferred<u32> = Deferred::new();
+    let i2 = inner.clone();
+    d.add_callback(|v| Outcome::Value(v * 10))
+        .add_callback(move |_| Outcome::Wait(i2)) // the chain waits for another Deferred
+        .add_callback(|v| Outcome::Value(v + 1));
+    d.callback(4).unwrap();
+    println!("fired with 4; the chain now waits on an inner Deferred: called = {}", d.is_called());
+    inner.callback(41).unwrap();
+    println!("inner fired with 41 -> result {:?}", d.result_now().map(|r| r.ok()));
+    let failed = deferred::fail::<u32>(Failure::from_error(std::io::Error::other("disk full")));
+    failed.add_errback(|f| {
+        println!("errback saw: {f}");
+        Outcome::Value(0)
+    });
+    let all = deferred::gather_results(vec![deferred::succeed(1), deferred::succeed(2)]);
+    println!("gather_results([1, 2]) -> {:?}", all.result_now().map(|r| r.ok()));
+}
+
+fn thread_pool() {
+    section("Twisted-style ThreadPool");
+    let pool = ThreadPool::with_name("tour", 0, 4).unwrap();
+    println!("new(0, 4): {:?} before start", pool.stats());
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..8 {
+        let d = done.clone();
+        pool.call_in_thread(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            d.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    println!("queued 8 jobs before start: {:?}", pool.stats());
+    pool.start().unwrap();
+    pool.stop();
+    println!("start + stop ran them all: {} done; after stop: {:?}", done.load(Ordering::SeqCst), pool.stats());
+    println!("submitting after stop: {}", pool.call_in_thread(|| ()).unwrap_err());
+}
+
+fn event_queue() {
+    section("EventQueue (serial handler thread)");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let q = EventQueue::builder()
+        .name("tour-events")
+        .spawn(move |e: u32| s.lock().unwrap().push(e))
+        .unwrap();
+    q.pause();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    println!("paused, put 1 and 2: handled so far {:?}", seen.lock().unwrap());
+    q.unpause();
+    q.stop();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    println!("unpaused and stopped gracefully: handled {:?}", seen.lock().unwrap());
+}
