@@ -444,7 +444,7 @@ pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
     with_core(|c| f(&mut c.timers.borrow_mut()))
 }
 
-fn is_current_shared(shared: &Arc<HubShared>) -> bool {
+pub(crate) fn is_current_shared(shared: &Arc<HubShared>) -> bool {
     CORE.try_with(|c| {
         c.get()
             .is_some_and(|core| Arc::ptr_eq(&core.shared, shared))
