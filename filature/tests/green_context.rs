@@ -62,7 +62,10 @@ fn a_join_handle_is_joined_from_another_os_thread() {
     let d = done.clone();
     let t = std::thread::spawn(move || d.send(h.join()).unwrap());
     // This thread's hub runs the green thread while the other thread waits for it.
-    assert_eq!(done.wait_timeout(LONG).unwrap().unwrap(), "joined elsewhere");
+    assert_eq!(
+        done.wait_timeout(LONG).unwrap().unwrap(),
+        "joined elsewhere"
+    );
     t.join().unwrap();
 }
 

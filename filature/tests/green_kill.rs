@@ -40,8 +40,15 @@ fn kill_while_parked(what: &'static str, park: impl FnOnce() + 'static) {
     assert_eq!(drops.get(), 0);
     h.kill();
     expect_killed(h.join_timeout(LONG));
-    assert_eq!(drops.get(), 1, "{what}: destructors on the killed stack ran once");
-    assert!(!returned.get(), "{what}: the park point did not return normally");
+    assert_eq!(
+        drops.get(),
+        1,
+        "{what}: destructors on the killed stack ran once"
+    );
+    assert!(
+        !returned.get(),
+        "{what}: the park point did not return normally"
+    );
 }
 
 #[test]
@@ -70,7 +77,11 @@ fn kill_while_getting_from_an_empty_queue() {
     });
     assert_eq!(q.getting(), 0, "the killed getter is unlisted");
     q.put(1);
-    assert_eq!(q.try_get().unwrap(), 1, "the item is not lost to the killed getter");
+    assert_eq!(
+        q.try_get().unwrap(),
+        1,
+        "the item is not lost to the killed getter"
+    );
 }
 
 #[test]
@@ -81,7 +92,10 @@ fn kill_while_putting_into_a_full_queue() {
     kill_while_parked("queue put", move || q2.put(2));
     assert_eq!(q.putting(), 0, "the killed putter is unlisted");
     assert_eq!(q.try_get().unwrap(), 1);
-    assert!(q.try_get().is_err(), "the killed putter's item went with it");
+    assert!(
+        q.try_get().is_err(),
+        "the killed putter's item went with it"
+    );
 }
 
 #[test]
@@ -129,8 +143,16 @@ fn kill_inside_with_timeout_is_a_kill_not_a_timeout() {
         });
         o.set(Some(r.is_ok()));
     });
-    assert_eq!(outcome.get(), None, "with_timeout must not swallow the kill");
-    assert_eq!(filature::hub::stats().timers, 0, "the timeout's timer was disarmed");
+    assert_eq!(
+        outcome.get(),
+        None,
+        "with_timeout must not swallow the kill"
+    );
+    assert_eq!(
+        filature::hub::stats().timers,
+        0,
+        "the timeout's timer was disarmed"
+    );
 }
 
 #[test]

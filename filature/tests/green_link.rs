@@ -23,7 +23,9 @@ fn a_listener_runs_after_the_green_thread_ends_not_inside_it() {
     let l = log.clone();
     h.link(move |r| {
         let inside = green::current().is_some();
-        l.lock().unwrap().push(if inside { "in green" } else { "listener" });
+        l.lock()
+            .unwrap()
+            .push(if inside { "in green" } else { "listener" });
         assert_eq!(*r.as_ref().unwrap(), 3);
     });
     drive_until(LONG, || log.lock().unwrap().len() == 2);
@@ -31,7 +33,11 @@ fn a_listener_runs_after_the_green_thread_ends_not_inside_it() {
     // A listener added after the end runs too (at a later pass, not inside `link`).
     let l = log.clone();
     h.link_value(move |v| l.lock().unwrap().push(if *v == 3 { "late" } else { "bad" }));
-    assert_eq!(log.lock().unwrap().len(), 2, "link does not run the listener inline");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        2,
+        "link does not run the listener inline"
+    );
     drive_until(LONG, || log.lock().unwrap().len() == 3);
     assert_eq!(h.join(), 3);
 }
@@ -59,7 +65,11 @@ fn a_listener_added_from_another_thread_after_the_end_is_not_lost() {
         h
     });
     let h = linker.join().unwrap();
-    assert_eq!(ran.poll().map(|v| v.unwrap()), Some(5), "ran before link returned");
+    assert_eq!(
+        ran.poll().map(|v| v.unwrap()),
+        Some(5),
+        "ran before link returned"
+    );
     assert_eq!(h.join_timeout(LONG).unwrap(), 5);
     remote.stop();
     t.join().unwrap();

@@ -59,7 +59,12 @@ fn an_unjoined_panic_is_logged_once_when_the_handle_is_dropped_first() {
     }));
     drive_until(LONG, || done.get());
     green::sleep(Duration::from_millis(10));
-    assert_eq!(logs.count(&[UNJOINED, "nobody cares 1"]), 1, "{}", logs.text());
+    assert_eq!(
+        logs.count(&[UNJOINED, "nobody cares 1"]),
+        1,
+        "{}",
+        logs.text()
+    );
     assert_eq!(green::spawn(|| 2).join_timeout(LONG).unwrap(), 2);
 }
 
@@ -70,10 +75,19 @@ fn an_unjoined_panic_is_logged_once_when_the_handle_is_dropped_after() {
     let h = green::spawn(|| -> () { panic!("nobody cares 2") });
     assert!(h.wait_timeout(LONG));
     green::sleep(Duration::from_millis(5));
-    assert_eq!(logs.count(&[UNJOINED]), 0, "not logged while the handle lives");
+    assert_eq!(
+        logs.count(&[UNJOINED]),
+        0,
+        "not logged while the handle lives"
+    );
     drop(h);
     green::sleep(Duration::from_millis(5));
-    assert_eq!(logs.count(&[UNJOINED, "nobody cares 2"]), 1, "{}", logs.text());
+    assert_eq!(
+        logs.count(&[UNJOINED, "nobody cares 2"]),
+        1,
+        "{}",
+        logs.text()
+    );
 }
 
 #[test]
@@ -94,7 +108,9 @@ fn a_link_exception_listener_observes_the_failure_so_it_is_not_logged() {
     let s = seen.clone();
     let h = green::spawn(|| -> () { panic!("linked boom") });
     h.link_exception(move |e| {
-        *s.lock().unwrap() = e.failure().and_then(|f| f.panic_message().map(str::to_owned))
+        *s.lock().unwrap() = e
+            .failure()
+            .and_then(|f| f.panic_message().map(str::to_owned))
     });
     drop(h);
     drive_until(LONG, || seen.lock().unwrap().is_some());
@@ -136,7 +152,12 @@ fn a_panic_in_a_posted_call_and_in_call_soon_is_logged_and_the_hub_survives() {
     here.call(move || d.send(()).unwrap()).unwrap();
     done.wait_timeout(LONG).unwrap().unwrap();
     green::sleep(Duration::from_millis(5));
-    assert_eq!(logs.count(&["panicked", "posted boom"]), 1, "{}", logs.text());
+    assert_eq!(
+        logs.count(&["panicked", "posted boom"]),
+        1,
+        "{}",
+        logs.text()
+    );
     assert_eq!(logs.count(&["panicked", "soon boom"]), 1, "{}", logs.text());
 }
 
@@ -170,7 +191,11 @@ fn blocking_in_callbacks_panics(what: &str, block: impl Fn() + Clone + Send + 's
     hub::current().call(mk()).unwrap();
     drive_until(LONG, || *reached.lock().unwrap() == 3);
     green::sleep(Duration::from_millis(5));
-    assert_eq!(*passed.lock().unwrap(), 0, "{what}: blocking call returned in a callback");
+    assert_eq!(
+        *passed.lock().unwrap(),
+        0,
+        "{what}: blocking call returned in a callback"
+    );
     assert_eq!(
         logs.count(&["panicked", what, BLOCKING, "spawn a green thread"]),
         3,
@@ -216,5 +241,10 @@ fn queue_semaphore_yield_and_join_in_a_hub_callback_panic() {
     });
     drive_until(LONG, || *done.borrow());
     green::sleep(Duration::from_millis(40));
-    assert_eq!(logs.count(&["JoinHandle::join", BLOCKING]), 1, "{}", logs.text());
+    assert_eq!(
+        logs.count(&["JoinHandle::join", BLOCKING]),
+        1,
+        "{}",
+        logs.text()
+    );
 }

@@ -42,8 +42,11 @@ fn at_most_size_members_run_at_once() {
 fn try_spawn_gives_the_function_back_when_full() {
     let _w = Watchdog::new("pool try_spawn", LONG);
     let pool = GreenPool::new(1);
-    let h = pool.try_spawn(|| green::sleep(Duration::from_millis(5))).ok().unwrap();
-    let back = pool.try_spawn(|| 42).err().expect("full");
+    let h = pool
+        .try_spawn(|| green::sleep(Duration::from_millis(5)))
+        .ok()
+        .unwrap();
+    let back = pool.try_spawn(|| 42).expect_err("full");
     assert_eq!(back(), 42);
     h.join_timeout(LONG).unwrap();
     assert!(pool.try_spawn(|| ()).is_ok());

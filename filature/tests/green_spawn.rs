@@ -21,7 +21,10 @@ fn green_threads_start_in_spawn_order_and_spawn_does_not_switch() {
             green::spawn(move || l.borrow_mut().push(i))
         })
         .collect();
-    assert!(log.borrow().is_empty(), "spawn must not run the green thread");
+    assert!(
+        log.borrow().is_empty(),
+        "spawn must not run the green thread"
+    );
     let outer = log.clone();
     let h = green::spawn(move || {
         let l = outer.clone();
@@ -103,7 +106,11 @@ fn current_reports_id_and_name() {
     assert!(!green::in_green_thread());
     let h = Builder::new().name("worker-7").spawn(|| {
         let c = green::current().unwrap();
-        (c.id(), c.name().map(str::to_owned), green::in_green_thread())
+        (
+            c.id(),
+            c.name().map(str::to_owned),
+            green::in_green_thread(),
+        )
     });
     let id = h.id();
     assert_eq!(h.name(), Some("worker-7"));
@@ -139,7 +146,10 @@ fn spawn_after_starts_later_and_a_kill_before_then_cancels_it() {
     };
     assert!(err.is_killed());
     green::sleep(Duration::from_millis(30));
-    assert!(!ran.get(), "a green thread killed before it started never runs");
+    assert!(
+        !ran.get(),
+        "a green thread killed before it started never runs"
+    );
 }
 
 #[test]
@@ -205,11 +215,20 @@ fn join_all_and_join_all_results_keep_input_order() {
         })
         .collect();
     assert_eq!(green::join_all(hs), [0, 1, 2, 3, 4]);
-    let hs = vec![green::spawn(|| 1), green::spawn(|| panic!("nope")), green::spawn(|| 3)];
+    let hs = vec![
+        green::spawn(|| 1),
+        green::spawn(|| panic!("nope")),
+        green::spawn(|| 3),
+    ];
     let rs = green::join_all_results(hs);
     assert_eq!(*rs[0].as_ref().unwrap(), 1);
     assert_eq!(
-        rs[1].as_ref().unwrap_err().failure().unwrap().panic_message(),
+        rs[1]
+            .as_ref()
+            .unwrap_err()
+            .failure()
+            .unwrap()
+            .panic_message(),
         Some("nope")
     );
     assert_eq!(*rs[2].as_ref().unwrap(), 3);

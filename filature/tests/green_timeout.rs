@@ -56,10 +56,9 @@ fn nested_timeouts_end_only_their_own_block() {
     // Outer expires first: the inner block does not catch it.
     let h = green::spawn(|| {
         green::with_timeout(5 * MS, || {
-            let inner =
-                green::with_timeout(Duration::from_secs(3600), || {
-                    green::sleep(Duration::from_secs(3600))
-                });
+            let inner = green::with_timeout(Duration::from_secs(3600), || {
+                green::sleep(Duration::from_secs(3600))
+            });
             panic!("the inner block returned {inner:?}");
         })
     });
@@ -91,7 +90,10 @@ fn with_timeout_works_in_a_main_context() {
     // And nothing leaks out afterwards.
     green::sleep(5 * MS);
     let t = Timeout::start(5 * MS);
-    assert_eq!(t.run(|| green::sleep(Duration::from_secs(3600))), Err(TimedOut));
+    assert_eq!(
+        t.run(|| green::sleep(Duration::from_secs(3600))),
+        Err(TimedOut)
+    );
 }
 
 #[test]

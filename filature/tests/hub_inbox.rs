@@ -76,7 +76,11 @@ fn a_call_posted_from_inside_a_call_runs_in_a_later_pass() {
     done.wait_timeout(LONG).expect("ran").unwrap();
     assert_eq!(
         *log.lock().unwrap(),
-        ["first", "same pass, after the drain", "posted from the call"]
+        [
+            "first",
+            "same pass, after the drain",
+            "posted from the call"
+        ]
     );
 }
 
@@ -113,7 +117,10 @@ fn a_hub_run_on_another_thread_serves_calls_and_stops() {
     let got = Event::new();
     let g = got.clone();
     remote
-        .call(move || g.send(std::thread::current().name().map(str::to_owned)).unwrap())
+        .call(move || {
+            g.send(std::thread::current().name().map(str::to_owned))
+                .unwrap()
+        })
         .unwrap();
     assert_eq!(
         got.wait_timeout(LONG).unwrap().unwrap().as_deref(),

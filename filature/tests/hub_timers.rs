@@ -103,7 +103,9 @@ fn reset_and_delay_move_the_call() {
     let fired = Rc::new(Cell::new(None::<Instant>));
     let f = fired.clone();
     let start = Instant::now();
-    let dc = hub::call_later(Duration::from_secs(3600), move || f.set(Some(Instant::now())));
+    let dc = hub::call_later(Duration::from_secs(3600), move || {
+        f.set(Some(Instant::now()))
+    });
     dc.reset(Duration::from_millis(10)).unwrap();
     assert!(dc.time() < start + Duration::from_secs(60));
     drive_until(LONG, || fired.get().is_some());
@@ -116,7 +118,10 @@ fn reset_and_delay_move_the_call() {
     dc.delay(Duration::from_secs(3600)).unwrap();
     assert_eq!(dc.time(), before + Duration::from_secs(3600));
     green::sleep(Duration::from_millis(50));
-    assert!(!fired2.get(), "a delayed call does not fire at its old time");
+    assert!(
+        !fired2.get(),
+        "a delayed call does not fire at its old time"
+    );
     assert!(dc.active());
     // Moving it back earlier works too.
     dc.reset(Duration::ZERO).unwrap();
@@ -130,13 +135,20 @@ fn a_panicking_timer_is_logged_and_other_timers_still_fire() {
     let logs = LogCapture::start();
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
-    let _a = hub::call_later(Duration::from_millis(1), move || l.borrow_mut().push("before"));
+    let _a = hub::call_later(Duration::from_millis(1), move || {
+        l.borrow_mut().push("before")
+    });
     let _b = hub::call_later(Duration::from_millis(2), || panic!("timer went boom"));
     let l = log.clone();
-    let _c = hub::call_later(Duration::from_millis(3), move || l.borrow_mut().push("after"));
+    let _c = hub::call_later(Duration::from_millis(3), move || {
+        l.borrow_mut().push("after")
+    });
     drive_until(LONG, || log.borrow().len() == 2);
     assert_eq!(*log.borrow(), ["before", "after"]);
-    assert_eq!(logs.count(&["timer callback panicked", "timer went boom"]), 1);
+    assert_eq!(
+        logs.count(&["timer callback panicked", "timer went boom"]),
+        1
+    );
     // The hub still works.
     let l = log.clone();
     let _d = hub::call_later(Duration::ZERO, move || l.borrow_mut().push("later"));

@@ -42,7 +42,10 @@ fn send_err_reaches_every_waiter() {
     ev.send_err(Failure::from_error(std::io::Error::other("disk on fire")))
         .unwrap();
     for h in hs {
-        assert_eq!(h.join_timeout(LONG).unwrap(), Err("disk on fire".to_owned()));
+        assert_eq!(
+            h.join_timeout(LONG).unwrap(),
+            Err("disk on fire".to_owned())
+        );
     }
     assert!(ev.poll().unwrap().unwrap_err().is::<std::io::Error>());
 }
@@ -54,7 +57,10 @@ fn wait_timeout_times_out_and_leaves_no_waiter() {
     let e = ev.clone();
     let h = green::spawn(move || e.wait_timeout(Duration::from_millis(5)).map(|r| r.unwrap()));
     assert_eq!(h.join_timeout(LONG).unwrap(), Err(TimedOut));
-    assert_eq!(ev.wait_timeout(Duration::from_millis(5)).map(|_| ()), Err(TimedOut));
+    assert_eq!(
+        ev.wait_timeout(Duration::from_millis(5)).map(|_| ()),
+        Err(TimedOut)
+    );
     assert!(format!("{ev:?}").contains("waiters: 0"), "{ev:?}");
     ev.send(4).unwrap();
     assert_eq!(ev.wait_timeout(LONG).unwrap().unwrap(), 4);

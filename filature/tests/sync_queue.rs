@@ -50,7 +50,10 @@ fn timeouts_give_the_item_back() {
     }
     assert_eq!(q.putting(), 0);
     assert_eq!(q.get(), "kept");
-    assert!(matches!(q.get_timeout(5 * MS), Err(QueueError::TimedOut(None))));
+    assert!(matches!(
+        q.get_timeout(5 * MS),
+        Err(QueueError::TimedOut(None))
+    ));
     assert_eq!(q.getting(), 0);
     // In a green thread too.
     let q2 = q.clone();
@@ -144,7 +147,11 @@ fn a_getter_killed_after_being_granted_puts_the_item_back_at_the_front() {
     q.put(2); // queued
     g1.kill();
     assert!(g1.join_result().unwrap_err().is_killed());
-    assert_eq!(q.try_get().unwrap(), 1, "the granted item is back at the front");
+    assert_eq!(
+        q.try_get().unwrap(),
+        1,
+        "the granted item is back at the front"
+    );
     assert_eq!(q.try_get().unwrap(), 2);
     assert!(q.is_empty());
 }

@@ -83,7 +83,10 @@ fn waiters_get_permits_in_fifo_order() {
     let waiter = green::spawn(move || s.acquire());
     green::sleep(2 * MS);
     sem.release();
-    assert!(!sem.try_acquire(), "the released permit belongs to the waiter");
+    assert!(
+        !sem.try_acquire(),
+        "the released permit belongs to the waiter"
+    );
     waiter.join_timeout(LONG).unwrap();
 }
 
@@ -130,7 +133,11 @@ fn a_waiter_killed_after_being_granted_passes_the_permit_on() {
     a.kill();
     assert!(a.join_result().unwrap_err().is_killed());
     b.join_timeout(LONG).unwrap();
-    assert_eq!(sem.available(), 0, "exactly one permit existed and B holds it");
+    assert_eq!(
+        sem.available(),
+        0,
+        "exactly one permit existed and B holds it"
+    );
     assert_eq!(sem.balance(), 0);
 
     // With nobody else waiting the permit goes back to the count.

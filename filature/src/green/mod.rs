@@ -427,7 +427,7 @@ pub fn join_all<T: 'static>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
     let mut first: Option<(u64, usize)> = None;
     for (i, h) in handles.iter().enumerate() {
         if let Some(seq) = h.finish_seq() {
-            if first.is_none_or(|(s, _)| seq < s) {
+            if first.map_or(true, |(s, _)| seq < s) {
                 first = Some((seq, i));
             }
         }

@@ -435,11 +435,6 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
     CORE.with(|c| f(c.get_or_init(Core::new)))
 }
 
-/// The current thread's core, if the thread-local is still alive.
-pub(crate) fn try_core() -> Option<Rc<Core>> {
-    CORE.try_with(|c| c.get_or_init(Core::new).clone()).ok()
-}
-
 pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
     with_core(|c| f(&mut c.timers.borrow_mut()))
 }

@@ -114,10 +114,6 @@ impl<T> Event<T> {
     pub fn reset(&self) {
         self.lock().value = None;
     }
-
-    pub(crate) fn waiter_count(&self) -> usize {
-        self.lock().waiters.len()
-    }
 }
 
 impl<T: Clone> Event<T> {
