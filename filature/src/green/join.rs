@@ -421,6 +421,12 @@ impl<T: 'static> JoinHandle<T> {
         }
         if self.shared.cell.request_kill() {
             unpark(&self.shared.cell);
+            if self.shared.cell.slot().is_none() {
+                // Not created yet: a delayed spawn waiting for its timer (or a `spawn_on` call
+                // still in an inbox, which starts, sees the kill and ends). Make the timer fire
+                // now so the handle settles as killed without waiting for the delay.
+                crate::hub::expedite_delayed_spawn(&self.shared.cell);
+            }
         }
     }
 

@@ -265,8 +265,9 @@ impl Builder {
         let cell = Arc::new(ParkCell::new(hub.shared.clone(), next_id()));
         let shared = join::JoinShared::new(cell, self.name.clone());
         let size = self.size();
-        let sh = shared.clone();
+        let mut pending = NotStarted(Some(shared.clone()));
         hub.call(move || {
+            let sh = pending.0.take().expect("runs once");
             hub::with_core(|core| {
                 if let Err(e) = Green::start(core, sh.clone(), size, f) {
                     sh.complete(Err(JoinError::Panicked(crate::Failure::from_error(e))));
@@ -286,9 +287,12 @@ impl Builder {
         hub::with_core(|core| {
             let cell = Arc::new(ParkCell::new(core.shared.clone(), next_id()));
             let shared = join::JoinShared::new(cell, self.name.clone());
-            let sh = shared.clone();
+            let mut pending = NotStarted(Some(shared.clone()));
             let size = self.size();
-            hub::call_later(delay, move || {
+            let id = shared.id();
+            let timer = hub::call_later(delay, move || {
+                let sh = pending.0.take().expect("runs once");
+                hub::with_core(|core| core.delayed_spawns.borrow_mut().remove(&id));
                 if sh.cell.is_killed() {
                     sh.complete(Err(JoinError::Killed));
                     return;
@@ -299,8 +303,22 @@ impl Builder {
                     }
                 })
             });
+            core.delayed_spawns.borrow_mut().insert(id, timer.cell);
             JoinHandle::new(shared)
         })
+    }
+}
+
+/// The handle's side of a green thread that is not created yet (a delayed spawn's timer, a
+/// `spawn_on` call in another hub's inbox). If that is dropped without running (its hub went
+/// away), the joiners are told the green thread was killed instead of waiting forever.
+struct NotStarted<T>(Option<StdArc<join::JoinShared<T>>>);
+
+impl<T> Drop for NotStarted<T> {
+    fn drop(&mut self) {
+        if let Some(sh) = self.0.take() {
+            join::Complete::complete_killed(&*sh);
+        }
     }
 }
 

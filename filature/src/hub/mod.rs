@@ -57,6 +57,8 @@ const BUSY_POLL_EVERY: u32 = 61;
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
     Unpark(Unparker),
+    /// A delayed spawn was killed from another thread: fire its timer now.
+    Expedite(Unparker),
 }
 
 /// The part of a hub that other threads share.
@@ -185,6 +187,8 @@ pub(crate) struct Core {
     pub(crate) main_cell: Unparker,
     /// A `Timeout` that expired while the main context ran, to raise at its next park point.
     pub(crate) main_timeout: Cell<Option<u64>>,
+    /// Timers of delayed spawns not yet started, by green thread id (so a kill can fire them now).
+    pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
 }
 
 #[derive(Default)]
@@ -227,6 +231,7 @@ impl Core {
             busy_passes: Cell::new(0),
             main_cell,
             main_timeout: Cell::new(None),
+            delayed_spawns: RefCell::default(),
         })
     }
 
@@ -268,6 +273,14 @@ impl Core {
             if g.id() == cell.id {
                 self.ready.borrow_mut().push_back(g);
             }
+        }
+    }
+
+    /// Moves a not-yet-started delayed spawn's timer to now (it then sees the kill and ends).
+    fn expedite(&self, cell: &ParkCell) {
+        let timer = self.delayed_spawns.borrow_mut().remove(&cell.id);
+        if let Some(cell) = timer {
+            let _ = DelayedCall { cell }.reset(Duration::ZERO);
         }
     }
 
@@ -366,6 +379,7 @@ impl Core {
                         self.schedule_cell(&cell);
                     }
                 }
+                Msg::Expedite(cell) => self.expedite(&cell),
             }
         }
         *self.drain_buf.borrow_mut() = buf;
@@ -467,6 +481,22 @@ pub(crate) fn schedule_unparked(cell: &Unparker) {
         cell.hub.nudge();
     } else if cell.hub.post(Msg::Unpark(cell.clone())).is_err() {
         // The hub is gone: its green threads were abandoned with it; nothing to wake.
+    }
+}
+
+/// A kill of a green thread that has no slot yet: fire its delayed-spawn timer now, on its hub.
+pub(crate) fn expedite_delayed_spawn(cell: &Unparker) {
+    let local = CORE
+        .try_with(|c| match c.get() {
+            Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
+                core.expedite(cell);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false);
+    if !local {
+        let _ = cell.hub.post(Msg::Expedite(cell.clone()));
     }
 }
 
