@@ -226,3 +226,19 @@ fn a_get_from_another_os_thread_wakes_a_green_putter() {
     assert_eq!(t.join().unwrap(), [0, 1, 2]);
     assert_eq!(*log.borrow(), [0, 1, 2]);
 }
+
+#[test]
+fn a_getter_whose_timeout_fires_after_it_was_granted_passes_the_item_on() {
+    let _w = Watchdog::new("queue granted timeout", LONG);
+    let q = Queue::unbounded();
+    let (qa, qb) = (q.clone(), q.clone());
+    let a = green::spawn(move || green::with_timeout(20 * MS, || qa.get()));
+    let b = green::spawn(move || qb.get());
+    green::sleep(2 * MS);
+    assert_eq!(q.getting(), 2);
+    std::thread::sleep(40 * MS);
+    q.put("only");
+    assert_eq!(a.join_timeout(LONG).unwrap(), Err(filature::TimedOut));
+    assert_eq!(b.join_timeout(LONG).unwrap(), "only");
+    assert!(q.is_empty());
+}

@@ -181,3 +181,22 @@ fn an_os_thread_acquires_a_permit_released_by_a_green_thread() {
     assert!(t.join().unwrap());
     assert_eq!(sem.available(), 0);
 }
+
+#[test]
+fn a_waiter_whose_timeout_fires_after_it_was_granted_passes_the_permit_on() {
+    let _w = Watchdog::new("sem granted timeout", LONG);
+    let sem = Semaphore::new(0);
+    let (sa, sb) = (sem.clone(), sem.clone());
+    let a = green::spawn(move || green::with_timeout(20 * MS, || sa.acquire()));
+    let b = green::spawn(move || sb.acquire());
+    green::sleep(2 * MS);
+    assert_eq!(sem.balance(), -2);
+    // Without driving the hub: A's timeout becomes due, then A is granted the permit. At the
+    // next pass the timeout fires before A runs, so A unwinds holding a grant.
+    std::thread::sleep(40 * MS);
+    sem.release();
+    assert_eq!(a.join_timeout(LONG).unwrap(), Err(filature::TimedOut));
+    b.join_timeout(LONG).unwrap();
+    assert_eq!(sem.available(), 0, "B holds the only permit");
+    assert_eq!(sem.balance(), 0);
+}
