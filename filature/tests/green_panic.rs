@@ -248,3 +248,23 @@ fn queue_semaphore_yield_and_join_in_a_hub_callback_panic() {
         logs.text()
     );
 }
+
+#[test]
+fn blocking_in_a_link_listener_panics_and_is_logged() {
+    let _w = Watchdog::new("block in listener", LONG);
+    let logs = LogCapture::start();
+    let ev: Event<()> = Event::new();
+    let e = ev.clone();
+    let h = green::spawn(|| 1);
+    h.link(move |_| {
+        let _ = e.wait();
+    });
+    drive_until(LONG, || logs.count(&["link listener panicked"]) > 0);
+    assert_eq!(
+        logs.count(&["link listener panicked", "Event::wait", BLOCKING]),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(h.join_timeout(LONG).unwrap(), 1);
+}

@@ -129,3 +129,46 @@ fn a_hub_run_on_another_thread_serves_calls_and_stops() {
     remote.stop();
     assert_eq!(t.join().unwrap(), "stopped");
 }
+
+fn repost(here: hub::HubHandle, stop: Arc<std::sync::atomic::AtomicBool>, count: Arc<Mutex<u64>>) {
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    *count.lock().unwrap() += 1;
+    let h = here.clone();
+    here.call(move || repost(h, stop, count)).unwrap();
+}
+
+#[test]
+fn a_call_that_keeps_reposting_itself_does_not_starve_timers_or_green_threads() {
+    let _w = Watchdog::new("no starvation", LONG);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = Arc::new(Mutex::new(0));
+    repost(hub::current(), stop.clone(), count.clone());
+    let fired = Rc::new(std::cell::Cell::new(false));
+    let f = fired.clone();
+    let _t = hub::call_later(Duration::from_millis(10), move || f.set(true));
+    let green_ran = filature::green::spawn(|| {
+        for _ in 0..10 {
+            filature::green::yield_now();
+        }
+        "green ran"
+    });
+    common::drive_until(LONG, || fired.get() && green_ran.is_finished());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(green_ran.join(), "green ran");
+    assert!(*count.lock().unwrap() > 1);
+    // call_soon reposting itself is batched per pass too.
+    let stop2 = Rc::new(std::cell::Cell::new(false));
+    fn soon(stop: Rc<std::cell::Cell<bool>>) {
+        if !stop.get() {
+            hub::call_soon(move || soon(stop));
+        }
+    }
+    soon(stop2.clone());
+    let fired = Rc::new(std::cell::Cell::new(false));
+    let f = fired.clone();
+    let _t = hub::call_later(Duration::from_millis(5), move || f.set(true));
+    common::drive_until(LONG, || fired.get());
+    stop2.set(true);
+}

@@ -242,3 +242,19 @@ fn a_getter_whose_timeout_fires_after_it_was_granted_passes_the_item_on() {
     assert_eq!(b.join_timeout(LONG).unwrap(), "only");
     assert!(q.is_empty());
 }
+
+#[test]
+fn a_rendezvous_between_two_main_contexts_on_two_os_threads() {
+    let _w = Watchdog::new("main-main rendezvous", LONG);
+    let q = Queue::bounded(0);
+    let q2 = q.clone();
+    let getter = std::thread::spawn(move || {
+        (0..50)
+            .map(|_| q2.get_timeout(LONG).unwrap())
+            .collect::<Vec<u32>>()
+    });
+    for i in 0..50 {
+        q.put_timeout(i, LONG).unwrap();
+    }
+    assert_eq!(getter.join().unwrap(), (0..50).collect::<Vec<_>>());
+}
