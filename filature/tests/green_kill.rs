@@ -244,3 +244,63 @@ fn kill_from_another_os_thread() {
     killer.join().unwrap();
     assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+#[test]
+fn a_destructor_that_blocks_while_a_kill_unwinds_does_not_abort() {
+    let _w = Watchdog::new("blocking destructor", LONG);
+    struct SlowDrop(Rc<Cell<u32>>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            // E.g. flushing through a bounded queue or waiting for a permit on the way out.
+            green::sleep(Duration::from_millis(2));
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let h = green::spawn(move || {
+        let _slow = SlowDrop(d);
+        green::sleep(Duration::from_secs(3600));
+    });
+    green::sleep(Duration::from_millis(2));
+    h.kill();
+    expect_killed(h.join_timeout(LONG));
+    assert_eq!(drops.get(), 1, "the blocking destructor finished");
+}
+
+#[test]
+fn others_are_still_killable_while_one_is_suspended_half_way_through_unwinding() {
+    let _w = Watchdog::new("kill during another's unwind", LONG);
+    struct SlowDrop(Rc<Cell<u32>>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            green::sleep(Duration::from_millis(30));
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    // A panics and blocks in a destructor on the way out; a kill meanwhile must not abort.
+    let a = green::spawn(move || -> () {
+        let _slow = SlowDrop(d);
+        green::sleep(Duration::from_millis(1));
+        panic!("a panics");
+    });
+    let d = drops.clone();
+    let b = green::spawn(move || {
+        let _d = DropCount(d);
+        green::sleep(Duration::from_secs(3600));
+    });
+    green::sleep(Duration::from_millis(10)); // A is now inside SlowDrop
+    assert!(!a.is_finished());
+    a.kill();
+    b.kill();
+    expect_killed(b.join_timeout(LONG));
+    let r = a.join_result();
+    assert_eq!(
+        r.unwrap_err().failure().and_then(|f| f.panic_message()),
+        Some("a panics"),
+        "the panic in progress is the outcome"
+    );
+    assert_eq!(drops.get(), 2);
+}

@@ -109,6 +109,10 @@ impl Parker {
         match &self.green {
             Some(g) => g.check_interrupts(),
             None => {
+                // Not while unwinding (see `Green::check_interrupts`): the timeout stays pending.
+                if std::thread::panicking() {
+                    return;
+                }
                 if let Some(id) = self.core.main_timeout.take() {
                     std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
                 }
@@ -142,6 +146,9 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
 fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
     let cell: &ParkCell = &core.main_cell;
     let raise = |core: &Core| {
+        if std::thread::panicking() {
+            return; // see `Green::check_interrupts`
+        }
         if let Some(id) = core.main_timeout.take() {
             std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
         }

@@ -183,6 +183,10 @@ pub(crate) struct Core {
     local: RefCell<VecDeque<Box<dyn FnOnce()>>>,
     drain_buf: RefCell<Vec<Msg>>,
     busy_passes: Cell<u32>,
+    /// Whether the thread was already panicking when the loop resumed the current green thread
+    /// (some other green thread is suspended half-way through unwinding). See
+    /// `Green::check_interrupts`.
+    pub(crate) panicking_at_resume: Cell<bool>,
     /// The main context's park cell.
     pub(crate) main_cell: Unparker,
     /// A `Timeout` that expired while the main context ran, to raise at its next park point.
@@ -229,6 +233,7 @@ impl Core {
             local: RefCell::new(VecDeque::new()),
             drain_buf: RefCell::new(Vec::new()),
             busy_passes: Cell::new(0),
+            panicking_at_resume: Cell::new(false),
             main_cell,
             main_timeout: Cell::new(None),
             delayed_spawns: RefCell::default(),
@@ -415,6 +420,7 @@ impl Core {
             return;
         }
         *self.current.borrow_mut() = Some(g.clone());
+        self.panicking_at_resume.set(std::thread::panicking());
         let finished = g.resume();
         self.current.borrow_mut().take();
         if finished {
