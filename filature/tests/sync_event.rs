@@ -173,3 +173,41 @@ fn countdown_event_releases_waiters_at_zero() {
     cd.count_down();
     drive_until(LONG, || cd.wait_timeout(Duration::ZERO).is_ok());
 }
+
+#[test]
+fn a_waiter_released_by_a_send_still_gets_it_after_a_reset_before_it_ran() {
+    let _w = Watchdog::new("send then reset", LONG);
+    let ev: Event<u32> = Event::new();
+    let hs: Vec<_> = (0..3)
+        .map(|_| {
+            let e = ev.clone();
+            green::spawn(move || e.wait_timeout(Duration::from_secs(10)).map(|r| r.unwrap()))
+        })
+        .collect();
+    green::sleep(Duration::from_millis(2));
+    ev.send(5).unwrap();
+    ev.reset(); // before any waiter ran
+    for h in hs {
+        assert_eq!(h.join_timeout(LONG).unwrap(), Ok(5), "the send released it");
+    }
+    // A waiter arriving after the reset waits for the next send.
+    assert_eq!(
+        ev.wait_timeout(Duration::from_millis(5)).map(|_| ()),
+        Err(TimedOut)
+    );
+    ev.send(6).unwrap();
+    assert_eq!(ev.wait().unwrap(), 6);
+}
+
+#[test]
+fn countdown_waiters_are_released_even_if_the_count_goes_up_again_at_once() {
+    let _w = Watchdog::new("countdown pulse", LONG);
+    let cd = CountdownEvent::new(1);
+    let c = cd.clone();
+    let waiter = green::spawn(move || c.wait_timeout(Duration::from_secs(10)));
+    green::sleep(Duration::from_millis(2));
+    cd.count_down(); // zero: releases the waiter
+    cd.add(1); // and up again before it ran
+    assert_eq!(waiter.join_timeout(LONG).unwrap(), Ok(()));
+    assert_eq!(cd.count(), 1);
+}
