@@ -258,3 +258,46 @@ fn a_join_handle_is_a_future() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn finished_and_killed_green_threads_leave_nothing_behind_on_the_hub() {
+    let _w = Watchdog::new("stats", LONG);
+    let before = hub::stats();
+    let hs: Vec<_> = (0..10)
+        .map(|i| green::spawn(move || green::sleep(Duration::from_millis(i))))
+        .collect();
+    assert_eq!(hub::stats().green_threads, before.green_threads + 10);
+    let unstarted = green::spawn(|| ());
+    unstarted.kill();
+    let parked = green::spawn(|| green::sleep(Duration::from_secs(3600)));
+    green::join_all(hs);
+    parked.kill();
+    assert!(parked.join_result().unwrap_err().is_killed());
+    assert!(unstarted.join_result().unwrap_err().is_killed());
+    let after = hub::stats();
+    assert_eq!(after.green_threads, before.green_threads);
+    assert_eq!(after.ready, 0);
+    assert_eq!(after.timers, before.timers, "sleep timers were disarmed");
+}
+
+#[test]
+fn yield_now_in_a_main_context_runs_one_pass() {
+    let _w = Watchdog::new("main yield", LONG);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let hs: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|n| {
+            let l = log.clone();
+            green::spawn(move || {
+                l.borrow_mut().push(format!("{n}0"));
+                green::yield_now();
+                l.borrow_mut().push(format!("{n}1"));
+            })
+        })
+        .collect();
+    green::yield_now();
+    assert_eq!(*log.borrow(), ["a0", "b0"]);
+    green::yield_now();
+    assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+    assert!(hs.iter().all(|h| h.is_finished()));
+}
