@@ -94,3 +94,28 @@ fn a_delayed_spawn_on_a_hub_whose_thread_exits_is_reported_killed() {
         Ok(v) => panic!("ran: {v}"),
     }
 }
+
+#[test]
+fn green_threads_left_parked_when_their_hub_thread_exits_are_reported_killed() {
+    let _w = Watchdog::new("abandoned", LONG);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        tx.send(hub::current()).unwrap();
+        hub::run();
+    });
+    let remote = rx.recv_timeout(LONG).unwrap();
+    let parked = remote
+        .spawn(|| green::sleep(Duration::from_secs(3600)))
+        .unwrap();
+    let started = filature::sync::Event::new();
+    let s = started.clone();
+    remote.call(move || s.send(()).unwrap()).unwrap();
+    started.wait_timeout(LONG).unwrap().unwrap();
+    remote.stop();
+    t.join().unwrap();
+    match parked.join_timeout(Duration::from_secs(10)) {
+        Err(JoinTimeoutError::Failed(e)) => assert!(e.is_killed()),
+        Err(JoinTimeoutError::TimedOut(_)) => panic!("waited for a green thread whose hub is gone"),
+        Ok(()) => panic!("slept an hour"),
+    }
+}

@@ -25,6 +25,9 @@
 //!   the main context, and code it runs (callbacks, green threads) cannot drive it.
 //! * A green thread is resumed only by the loop, only when not finished, and is in the ready queue
 //!   at most once per reason (see `green::park`).
+//! * When the thread exits, the thread-local's destructor tears the hub down (`Core::shutdown`)
+//!   even if parked green threads still hold the core: their joiners hear they were killed, the
+//!   inbox refuses further posts, and unrun timers and calls are dropped.
 //! * The loop blocks in `poll` only after `Inbox::prepare_sleep` marked it asleep and the waiting
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
@@ -202,7 +205,7 @@ struct Slots {
 }
 
 thread_local! {
-    static CORE: OnceCell<Rc<Core>> = const { OnceCell::new() };
+    static CORE: CoreSlot = const { CoreSlot(OnceCell::new()) };
 }
 
 impl Core {
@@ -436,32 +439,71 @@ impl ParkCell {
     }
 }
 
-impl Drop for Core {
+/// The thread-local home of a thread's core. Its destructor tears the hub down when the thread
+/// exits, whatever else still holds the `Rc<Core>`: a parked green thread keeps one on its stack
+/// (a `Parker`), so waiting for the last reference would never tear anything down.
+struct CoreSlot(OnceCell<Rc<Core>>);
+
+impl Drop for CoreSlot {
     fn drop(&mut self) {
-        // Green threads still parked when their thread exits: unwind them (destructors run) by
-        // killing and resuming each; anything that still refuses to finish is abandoned with its
-        // joiners told it was killed.
+        if let Some(core) = self.0.get() {
+            core.shutdown();
+        }
+    }
+}
+
+impl Core {
+    /// The thread is exiting. Green threads still parked or not yet started are abandoned with
+    /// their joiners told they were killed (their stacks are leaked, not unwound: the code they
+    /// would run could no longer reach the hub); the inbox is closed so later posts are refused;
+    /// what is left unrun (timers, delayed spawns, queued calls) is dropped, which settles the
+    /// handles of spawns that will never start as killed.
+    fn shutdown(&self) {
         let greens: Vec<Rc<Green>> = self.greens.borrow_mut().slots.drain(..).flatten().collect();
         for g in &greens {
             g.abandon();
         }
-        let _ = self.shared.inbox.close();
+        self.greens.borrow_mut().free.clear();
+        self.ready.borrow_mut().clear();
+        let unrun = self.shared.inbox.close();
+        self.delayed_spawns.borrow_mut().clear();
+        let timers = std::mem::take(&mut *self.timers.borrow_mut());
+        let local = std::mem::take(&mut *self.local.borrow_mut());
+        drop((unrun, timers, local));
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
 /// Runs `f` with the current thread's hub core, creating it on first use.
 #[inline]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    CORE.with(|c| f(c.get_or_init(Core::new)))
+    CORE.with(|c| f(c.0.get_or_init(Core::new)))
 }
 
 pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
     with_core(|c| f(&mut c.timers.borrow_mut()))
 }
 
+/// Like [`with_timers`], but does nothing once the thread's hub is being torn down (a `Timeout`
+/// or parked wait dropped while the thread exits).
+pub(crate) fn try_with_timers(f: impl FnOnce(&mut Timers)) {
+    let _ = CORE.try_with(|c| {
+        if let Some(core) = c.0.get() {
+            if let Ok(mut t) = core.timers.try_borrow_mut() {
+                f(&mut t);
+            }
+        }
+    });
+}
+
 pub(crate) fn is_current_shared(shared: &Arc<HubShared>) -> bool {
     CORE.try_with(|c| {
-        c.get()
+        c.0.get()
             .is_some_and(|core| Arc::ptr_eq(&core.shared, shared))
     })
     .unwrap_or(false)
@@ -470,7 +512,7 @@ pub(crate) fn is_current_shared(shared: &Arc<HubShared>) -> bool {
 /// Called by `park::unpark` when it must schedule a context that was parked.
 pub(crate) fn schedule_unparked(cell: &Unparker) {
     let local = CORE
-        .try_with(|c| match c.get() {
+        .try_with(|c| match c.0.get() {
             Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
                 if !cell.is_main() {
                     core.schedule_cell(cell);
@@ -493,7 +535,7 @@ pub(crate) fn schedule_unparked(cell: &Unparker) {
 /// A kill of a green thread that has no slot yet: fire its delayed-spawn timer now, on its hub.
 pub(crate) fn expedite_delayed_spawn(cell: &Unparker) {
     let local = CORE
-        .try_with(|c| match c.get() {
+        .try_with(|c| match c.0.get() {
             Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
                 core.expedite(cell);
                 true
