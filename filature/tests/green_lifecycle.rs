@@ -113,6 +113,10 @@ fn green_threads_left_parked_when_their_hub_thread_exits_are_reported_killed() {
     started.wait_timeout(LONG).unwrap().unwrap();
     remote.stop();
     t.join().unwrap();
+    assert!(
+        remote.call(|| ()).is_err(),
+        "a hub whose thread exited refuses calls"
+    );
     match parked.join_timeout(Duration::from_secs(10)) {
         Err(JoinTimeoutError::Failed(e)) => assert!(e.is_killed()),
         Err(JoinTimeoutError::TimedOut(_)) => panic!("waited for a green thread whose hub is gone"),
