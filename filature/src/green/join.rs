@@ -6,8 +6,9 @@
 //!   is abandoned, which completes it as killed) and its one `JoinHandle` plus any listeners. It
 //!   is `Send + Sync` when `T: Send`, so a handle can be waited on from another OS thread.
 //! * The outcome goes `Pending -> Done`, then `Done <-> Lent` while link listeners borrow it (on
-//!   the green thread's hub, at the pass after completion), then `Done -> Taken` by `join`. A
-//!   joiner that finds it `Lent` waits for the listeners to hand it back.
+//!   the green thread's hub, at the pass after completion; or on the thread that links after the
+//!   end from elsewhere), then `Done -> Taken` by `join`. A joiner that finds it `Lent` waits for
+//!   the listeners to hand it back; listeners added while it is `Lent` are run by the same call.
 //! * Waiters are registered and removed under the lock and woken after it is released.
 //! * A panic outcome that nobody observed (no `join`, no listener) is logged exactly once: at
 //!   completion if the handle is already gone and no listener is linked, otherwise when the handle
@@ -193,51 +194,61 @@ impl<T> JoinShared<T> {
         run_links
     }
 
+    /// Runs the listeners with the outcome lent to them, then settles it again. Listeners added
+    /// meanwhile (from another thread) run in the same call; a call that finds the outcome lent
+    /// leaves the listeners to the call that lent it.
     fn run_links(&self) {
-        let (links, outcome) = {
-            let mut st = self.state.lock();
-            let links = std::mem::take(&mut st.links);
-            match std::mem::replace(&mut st.outcome, Outcome::Lent) {
-                Outcome::Done(r) => {
-                    // ORDERING: Release, read by `settled_hint`.
-                    self.lent.store(true, Ordering::Release);
-                    (links, r)
-                }
-                other => {
-                    st.outcome = other;
+        loop {
+            let (links, outcome) = {
+                let mut st = self.state.lock();
+                if st.links.is_empty() {
                     return;
                 }
-            }
-        };
-        let mut observed = false;
-        for (_, l) in links {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
-                Ok(saw_failure) => observed |= saw_failure,
-                Err(p) => tracing::error!(
-                    green_thread = self.id(),
-                    "a link listener panicked: {}",
-                    crate::failure::panic_message(&*p)
-                ),
-            }
-        }
-        let waiters = {
-            let mut st = self.state.lock();
-            st.observed |= observed;
-            if let Err(JoinError::Panicked(f)) = &outcome {
-                if !st.observed && !st.handle_alive {
-                    st.observed = true;
-                    tracing::error!(
+                match std::mem::replace(&mut st.outcome, Outcome::Lent) {
+                    Outcome::Done(r) => {
+                        // ORDERING: Release, read by `settled_hint`.
+                        self.lent.store(true, Ordering::Release);
+                        (std::mem::take(&mut st.links), r)
+                    }
+                    other => {
+                        st.outcome = other;
+                        return;
+                    }
+                }
+            };
+            let mut observed = false;
+            for (_, l) in links {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
+                    Ok(saw_failure) => observed |= saw_failure,
+                    Err(p) => tracing::error!(
                         green_thread = self.id(),
-                        "green thread panicked and nobody joined it: {f}"
-                    );
+                        "a link listener panicked: {}",
+                        crate::failure::panic_message(&*p)
+                    ),
                 }
             }
-            st.outcome = Outcome::Done(outcome);
-            // ORDERING: Release, read by `settled_hint`.
-            self.lent.store(false, Ordering::Release);
-            std::mem::take(&mut st.waiters)
-        };
-        waiters.wake_all();
+            let (waiters, more) = {
+                let mut st = self.state.lock();
+                st.observed |= observed;
+                if let Err(JoinError::Panicked(f)) = &outcome {
+                    if !st.observed && !st.handle_alive && st.links.is_empty() {
+                        st.observed = true;
+                        tracing::error!(
+                            green_thread = self.id(),
+                            "green thread panicked and nobody joined it: {f}"
+                        );
+                    }
+                }
+                st.outcome = Outcome::Done(outcome);
+                // ORDERING: Release, read by `settled_hint`.
+                self.lent.store(false, Ordering::Release);
+                (std::mem::take(&mut st.waiters), !st.links.is_empty())
+            };
+            waiters.wake_all();
+            if !more {
+                return;
+            }
+        }
     }
 
     fn is_finished(&self) -> bool {
@@ -310,10 +321,19 @@ impl<T> JoinShared<T> {
         let id = st.next_link;
         st.next_link += 1;
         st.links.push((id, l));
-        if matches!(st.outcome, Outcome::Done(_) | Outcome::Lent) && st.links.len() == 1 {
+        if matches!(st.outcome, Outcome::Done(_)) && st.links.len() == 1 {
             drop(st);
-            let me = self.clone();
-            crate::hub::with_core(|c| c.defer(Box::new(move || me.run_links())));
+            if crate::hub::is_current_shared(&self.cell.hub) {
+                let me = self.clone();
+                crate::hub::with_core(|c| c.defer(Box::new(move || me.run_links())));
+            } else {
+                // Linked from another thread after the end: that thread cannot hand the outcome
+                // to the green thread's hub (`T` need not be `Send` as far as the types know), and
+                // its own hub may never run; run the listeners here, now.
+                self.run_links();
+            }
+        } else if matches!(st.outcome, Outcome::Lent) {
+            // The listeners are running (on the green thread's hub); that call runs this one too.
         } else if matches!(st.outcome, Outcome::Taken) {
             // The value was joined already: there is nothing left to hand to the listener.
             st.links.pop();
@@ -425,11 +445,19 @@ impl<T: 'static> JoinHandle<T> {
         }
         if self.shared.cell.request_kill() {
             unpark(&self.shared.cell);
+            if self.shared.cell.slot().is_none() {
+                // Not created yet: a delayed spawn waiting for its timer (or a `spawn_on` call
+                // still in an inbox, which starts, sees the kill and ends). Make the timer fire
+                // now so the handle settles as killed without waiting for the delay.
+                crate::hub::expedite_delayed_spawn(&self.shared.cell);
+            }
         }
     }
 
-    /// Calls `f` with the outcome once the green thread ends (at once if it has ended), on the
-    /// hub's next pass, not inside the finishing green thread. A panicking listener is logged
+    /// Calls `f` with the outcome once the green thread ends, on its hub's next pass, not inside
+    /// the finishing green thread. If it has already ended, `f` runs at that hub's next pass when
+    /// `link` is called on the hub's thread, and before `link` returns when called from another
+    /// thread. A panicking listener is logged
     /// and the others still run. A listener added after the value was taken by `join` never runs.
     pub fn link(&self, f: impl FnOnce(&Result<T, JoinError>) + Send + 'static) -> LinkId {
         self.shared.add_link(Box::new(move |r| {

@@ -133,6 +133,10 @@ impl Parker {
         match &self.green {
             Some(g) => g.check_interrupts(),
             None => {
+                // Not while unwinding (see `Green::check_interrupts`): the timeout stays pending.
+                if std::thread::panicking() {
+                    return;
+                }
                 if let Some(id) = self.core.main_timeout.take() {
                     std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
                 }
@@ -165,6 +169,9 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
 fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
     let cell: &ParkCell = &core.main_cell;
     let raise = |core: &Core| {
+        if std::thread::panicking() {
+            return; // see `Green::check_interrupts`
+        }
         if let Some(id) = core.main_timeout.take() {
             std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));
         }
@@ -287,8 +294,9 @@ impl Builder {
         let cell = Arc::new(ParkCell::new(hub.shared.clone(), next_id()));
         let shared = join::JoinShared::new(cell, self.name.clone());
         let size = self.size();
-        let sh = shared.clone();
+        let mut pending = NotStarted(Some(shared.clone()));
         hub.call(move || {
+            let sh = pending.0.take().expect("runs once");
             hub::with_core(|core| {
                 if let Err(e) = Green::start(core, sh.clone(), size, f) {
                     sh.complete(Err(JoinError::Panicked(crate::Failure::from_error(e))));
@@ -308,9 +316,12 @@ impl Builder {
         hub::with_core(|core| {
             let cell = Arc::new(ParkCell::new(core.shared.clone(), next_id()));
             let shared = join::JoinShared::new(cell, self.name.clone());
-            let sh = shared.clone();
+            let mut pending = NotStarted(Some(shared.clone()));
             let size = self.size();
-            hub::call_later(delay, move || {
+            let id = shared.id();
+            let timer = hub::call_later(delay, move || {
+                let sh = pending.0.take().expect("runs once");
+                hub::with_core(|core| core.delayed_spawns.borrow_mut().remove(&id));
                 if sh.cell.is_killed() {
                     sh.complete(Err(JoinError::Killed));
                     return;
@@ -321,8 +332,22 @@ impl Builder {
                     }
                 })
             });
+            core.delayed_spawns.borrow_mut().insert(id, timer.cell);
             JoinHandle::new(shared)
         })
+    }
+}
+
+/// The handle's side of a green thread that is not created yet (a delayed spawn's timer, a
+/// `spawn_on` call in another hub's inbox). If that is dropped without running (its hub went
+/// away), the joiners are told the green thread was killed instead of waiting forever.
+struct NotStarted<T>(Option<StdArc<join::JoinShared<T>>>);
+
+impl<T> Drop for NotStarted<T> {
+    fn drop(&mut self) {
+        if let Some(sh) = self.0.take() {
+            join::Complete::complete_killed(&*sh);
+        }
     }
 }
 
@@ -452,7 +477,7 @@ pub fn join_all<T: 'static>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
     let mut first: Option<(u64, usize)> = None;
     for (i, h) in handles.iter().enumerate() {
         if let Some(seq) = h.finish_seq() {
-            if first.is_none_or(|(s, _)| seq < s) {
+            if first.map_or(true, |(s, _)| seq < s) {
                 first = Some((seq, i));
             }
         }

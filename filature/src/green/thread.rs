@@ -13,6 +13,9 @@
 //! * The body catches every panic at the green thread's boundary and turns it into the join
 //!   outcome; a kill is an unwind with a private payload, caught there too. Nothing unwinds out of
 //!   `resume`.
+//! * A kill or timeout is never raised while the green thread is already unwinding (from a
+//!   destructor that blocks on the way out): that would be a panic escaping a destructor during
+//!   cleanup, which aborts the process. The unwinding in progress ends the green thread anyway.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -48,6 +51,8 @@ pub(crate) struct Green {
     pub(crate) timeout: Cell<Option<u64>>,
     /// While > 0 the stack is lent to a pool job and a kill is held back.
     pub(crate) lent: Cell<u32>,
+    /// Set while this green thread is unwinding (see `check_interrupts`).
+    unwinding: Cell<bool>,
     completion: StdArc<dyn Complete>,
 }
 
@@ -79,6 +84,7 @@ impl Green {
             finished: Cell::new(false),
             timeout: Cell::new(None),
             lent: Cell::new(0),
+            unwinding: Cell::new(false),
             completion: shared,
         });
         let slot = core.insert_green(&g);
@@ -131,9 +137,22 @@ impl Green {
     }
 
     /// Raises a pending kill or timeout at this park point (the caller is this green thread).
+    ///
+    /// Not while this green thread is already unwinding (a destructor that blocks on the way
+    /// out of a kill or a panic): a second unwind out of a destructor aborts the process. The
+    /// interrupt stays pending; the unwinding already in progress ends the green thread (or
+    /// reaches the `with_timeout` that will clear it). The thread's panic count is shared by all
+    /// green threads on it, so "this one is unwinding" is read as: panicking now, but not when
+    /// the loop resumed it (remembered in `unwinding` across the suspensions that follow).
     #[inline]
     pub(crate) fn check_interrupts(&self) {
         if self.lent.get() > 0 {
+            return;
+        }
+        if !std::thread::panicking() {
+            self.unwinding.set(false);
+        } else if self.unwinding.get() || !crate::hub::with_core(|c| c.panicking_at_resume.get()) {
+            self.unwinding.set(true);
             return;
         }
         if self.cell.is_killed() {

@@ -75,7 +75,7 @@ impl Timeout {
             let fire = move || {
                 e.set(true);
                 let p = t.pending();
-                if p.get().is_none_or(|cur| id < cur) {
+                if p.get().map_or(true, |cur| id < cur) {
                     p.set(Some(id));
                 }
                 match &t {

@@ -129,10 +129,6 @@ impl<M> Inbox<M> {
         std::mem::take(&mut st.items)
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
     }

@@ -25,6 +25,9 @@
 //!   the main context, and code it runs (callbacks, green threads) cannot drive it.
 //! * A green thread is resumed only by the loop, only when not finished, and is in the ready queue
 //!   at most once per reason (see `green::park`).
+//! * When the thread exits, the thread-local's destructor tears the hub down (`Core::shutdown`)
+//!   even if parked green threads still hold the core: their joiners hear they were killed, the
+//!   inbox refuses further posts, and unrun timers and calls are dropped.
 //! * The loop blocks in `poll` only after `Inbox::prepare_sleep` marked it asleep and the waiting
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
@@ -59,6 +62,8 @@ const RUN_BUDGET: u32 = 256;
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
     Unpark(Unparker),
+    /// A delayed spawn was killed from another thread: fire its timer now.
+    Expedite(Unparker),
 }
 
 /// The part of a hub that other threads share.
@@ -185,10 +190,16 @@ pub(crate) struct Core {
     busy_passes: Cell<u32>,
     /// Set by a yielding green thread: requeue it when it suspends.
     requeue: Cell<bool>,
+    /// Whether the thread was already panicking when the loop resumed the current green thread
+    /// (some other green thread is suspended half-way through unwinding). See
+    /// `Green::check_interrupts`.
+    pub(crate) panicking_at_resume: Cell<bool>,
     /// The main context's park cell.
     pub(crate) main_cell: Unparker,
     /// A `Timeout` that expired while the main context ran, to raise at its next park point.
     pub(crate) main_timeout: Cell<Option<u64>>,
+    /// Timers of delayed spawns not yet started, by green thread id (so a kill can fire them now).
+    pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
 }
 
 #[derive(Default)]
@@ -198,7 +209,7 @@ struct Slots {
 }
 
 thread_local! {
-    static CORE: OnceCell<Rc<Core>> = const { OnceCell::new() };
+    static CORE: CoreSlot = const { CoreSlot(OnceCell::new()) };
 }
 
 impl HubShared {
@@ -245,8 +256,10 @@ impl Core {
             drain_buf: RefCell::new(Vec::new()),
             busy_passes: Cell::new(0),
             requeue: Cell::new(false),
+            panicking_at_resume: Cell::new(false),
             main_cell,
             main_timeout: Cell::new(None),
+            delayed_spawns: RefCell::default(),
         })
     }
 
@@ -288,6 +301,14 @@ impl Core {
             if g.id() == cell.id {
                 self.ready.borrow_mut().push_back(g);
             }
+        }
+    }
+
+    /// Moves a not-yet-started delayed spawn's timer to now (it then sees the kill and ends).
+    fn expedite(&self, cell: &ParkCell) {
+        let timer = self.delayed_spawns.borrow_mut().remove(&cell.id);
+        if let Some(cell) = timer {
+            let _ = DelayedCall { cell }.reset(Duration::ZERO);
         }
     }
 
@@ -395,6 +416,7 @@ impl Core {
                         self.schedule_cell(&cell);
                     }
                 }
+                Msg::Expedite(cell) => self.expedite(&cell),
             }
         }
         *self.drain_buf.borrow_mut() = buf;
@@ -431,6 +453,7 @@ impl Core {
             return;
         }
         *self.current.borrow_mut() = Some(g);
+        self.panicking_at_resume.set(std::thread::panicking());
         let finished = {
             let cur = self.current.borrow();
             cur.as_ref().expect("just set").resume()
@@ -456,37 +479,71 @@ impl ParkCell {
     }
 }
 
-impl Drop for Core {
+/// The thread-local home of a thread's core. Its destructor tears the hub down when the thread
+/// exits, whatever else still holds the `Rc<Core>`: a parked green thread keeps one on its stack
+/// (a `Parker`), so waiting for the last reference would never tear anything down.
+struct CoreSlot(OnceCell<Rc<Core>>);
+
+impl Drop for CoreSlot {
     fn drop(&mut self) {
-        // Green threads still parked when their thread exits: unwind them (destructors run) by
-        // killing and resuming each; anything that still refuses to finish is abandoned with its
-        // joiners told it was killed.
+        if let Some(core) = self.0.get() {
+            core.shutdown();
+        }
+    }
+}
+
+impl Core {
+    /// The thread is exiting. Green threads still parked or not yet started are abandoned with
+    /// their joiners told they were killed (their stacks are leaked, not unwound: the code they
+    /// would run could no longer reach the hub); the inbox is closed so later posts are refused;
+    /// what is left unrun (timers, delayed spawns, queued calls) is dropped, which settles the
+    /// handles of spawns that will never start as killed.
+    fn shutdown(&self) {
         let greens: Vec<Rc<Green>> = self.greens.borrow_mut().slots.drain(..).flatten().collect();
         for g in &greens {
             g.abandon();
         }
-        let _ = self.shared.inbox.close();
+        self.greens.borrow_mut().free.clear();
+        self.ready.borrow_mut().clear();
+        let unrun = self.shared.inbox.close();
+        self.delayed_spawns.borrow_mut().clear();
+        let timers = std::mem::take(&mut *self.timers.borrow_mut());
+        let local = std::mem::take(&mut *self.local.borrow_mut());
+        drop((unrun, timers, local));
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
 /// Runs `f` with the current thread's hub core, creating it on first use.
 #[inline]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    CORE.with(|c| f(c.get_or_init(Core::new)))
-}
-
-/// The current thread's core, if the thread-local is still alive.
-pub(crate) fn try_core() -> Option<Rc<Core>> {
-    CORE.try_with(|c| c.get_or_init(Core::new).clone()).ok()
+    CORE.with(|c| f(c.0.get_or_init(Core::new)))
 }
 
 pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
     with_core(|c| f(&mut c.timers.borrow_mut()))
 }
 
-fn is_current_shared(shared: &Arc<HubShared>) -> bool {
+/// Like [`with_timers`], but does nothing once the thread's hub is being torn down (a `Timeout`
+/// or parked wait dropped while the thread exits).
+pub(crate) fn try_with_timers(f: impl FnOnce(&mut Timers)) {
+    let _ = CORE.try_with(|c| {
+        if let Some(core) = c.0.get() {
+            if let Ok(mut t) = core.timers.try_borrow_mut() {
+                f(&mut t);
+            }
+        }
+    });
+}
+
+pub(crate) fn is_current_shared(shared: &Arc<HubShared>) -> bool {
     CORE.try_with(|c| {
-        c.get()
+        c.0.get()
             .is_some_and(|core| Arc::ptr_eq(&core.shared, shared))
     })
     .unwrap_or(false)
@@ -495,7 +552,7 @@ fn is_current_shared(shared: &Arc<HubShared>) -> bool {
 /// Called by `park::unpark` when it must schedule a context that was parked.
 pub(crate) fn schedule_unparked(cell: &Unparker) {
     let local = CORE
-        .try_with(|c| match c.get() {
+        .try_with(|c| match c.0.get() {
             Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
                 if !cell.is_main() {
                     core.schedule_cell(cell);
@@ -512,6 +569,22 @@ pub(crate) fn schedule_unparked(cell: &Unparker) {
         cell.hub.nudge();
     } else if cell.hub.post(Msg::Unpark(cell.clone())).is_err() {
         // The hub is gone: its green threads were abandoned with it; nothing to wake.
+    }
+}
+
+/// A kill of a green thread that has no slot yet: fire its delayed-spawn timer now, on its hub.
+pub(crate) fn expedite_delayed_spawn(cell: &Unparker) {
+    let local = CORE
+        .try_with(|c| match c.0.get() {
+            Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
+                core.expedite(cell);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false);
+    if !local {
+        let _ = cell.hub.post(Msg::Expedite(cell.clone()));
     }
 }
 

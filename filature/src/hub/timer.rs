@@ -115,7 +115,7 @@ impl Timers {
     }
 
     fn cancelled(&mut self) {
-        self.live -= 1;
+        self.live = self.live.saturating_sub(1);
         self.compact_if_needed();
     }
 
@@ -186,7 +186,7 @@ impl TimerCell {
         if self.state.get() == State::Pending {
             self.state.set(State::Cancelled);
             self.action.borrow_mut().take();
-            crate::hub::with_timers(|t| t.cancelled());
+            crate::hub::try_with_timers(|t| t.cancelled());
         }
     }
 }

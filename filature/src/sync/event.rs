@@ -8,7 +8,9 @@
 //!   off the list by a send or reset and need not search the list on its way out, so a million
 //!   waiters released at once cost O(n), not O(n²). If the epoch is unchanged it is still listed and
 //!   removes itself (timeout, kill) so no stale wake-up remains.
-//! * Waiters re-check the value after every wake-up: wake-ups may be spurious, never lost.
+//! * Waiters re-check the value after every wake-up: wake-ups may be spurious, never lost. A
+//!   `reset` keeps the value it removes in `reset_value`, so a waiter that a send released (its
+//!   epoch moved on) but that had not run yet before the reset still returns that value.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -46,6 +48,8 @@ pub struct Event<T> {
 
 struct State<T> {
     value: Option<Result<T, Failure>>,
+    /// The value `reset` took away, for waiters that the send released but that had not run yet.
+    reset_value: Option<Result<T, Failure>>,
     waiters: VecDeque<Waiter>,
     epoch: u64,
 }
@@ -70,6 +74,7 @@ impl<T> Event<T> {
         Event {
             inner: Arc::new(Mutex::new(State {
                 value: None,
+                reset_value: None,
                 waiters: VecDeque::new(),
                 epoch: 0,
             })),
@@ -111,13 +116,13 @@ impl<T> Event<T> {
         self.lock().value.is_some()
     }
 
-    /// Forgets the value so the event can be sent again. Waiters keep waiting.
+    /// Forgets the value so the event can be sent again. Waiters that were waiting when it was
+    /// sent still receive it (even if they had not run yet); later waiters wait for the next send.
     pub fn reset(&self) {
-        self.lock().value = None;
-    }
-
-    pub(crate) fn waiter_count(&self) -> usize {
-        self.lock().waiters.len()
+        let mut st = self.lock();
+        if let Some(v) = st.value.take() {
+            st.reset_value = Some(v);
+        }
     }
 }
 
@@ -162,6 +167,12 @@ impl<T: Clone> Event<T> {
                 let mut st = guard.event.lock();
                 if let Some(v) = &st.value {
                     return Ok(v.clone());
+                }
+                if guard.listed_at.is_some_and(|at| at != st.epoch) {
+                    // A send released us, then a reset took the value away before we ran.
+                    if let Some(v) = &st.reset_value {
+                        return Ok(v.clone());
+                    }
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(TimedOut);

@@ -120,7 +120,7 @@ impl<T> Queue<T> {
     }
 
     fn has_room(&self, st: &State<T>) -> bool {
-        self.inner.capacity.is_none_or(|c| st.items.len() < c)
+        self.inner.capacity.map_or(true, |c| st.items.len() < c)
     }
 
     /// Under the lock: hand `item` to a waiting getter or append it if there is room.

@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: a watchdog, log capture, drop counters.
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Aborts the whole test process if it is not dropped within `limit` (so nothing hangs CI).
+pub(crate) struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub(crate) fn new(what: &'static str, limit: Duration) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("test-watchdog".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                    eprintln!("watchdog: test '{what}' still running after {limit:?}; aborting");
+                    std::process::abort();
+                }
+            })
+            .unwrap();
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Log lines written by `tracing` while a [`LogCapture`] is installed on this thread.
+#[derive(Clone, Default)]
+pub(crate) struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+/// Captures this thread's `tracing` output until dropped.
+pub(crate) struct LogCapture {
+    buf: LogBuf,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub(crate) fn start() -> LogCapture {
+        let buf = LogBuf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        LogCapture { buf, _guard: guard }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines that contain every one of `parts`.
+    pub(crate) fn count(&self, parts: &[&str]) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+}
+
+/// Counts its drops in a shared cell.
+pub(crate) struct DropCount(pub(crate) Rc<Cell<u32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// Drives the current hub (main context) until `cond` holds; panics after `limit`.
+pub(crate) fn drive_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "condition not reached within {limit:?}"
+        );
+        filature::green::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The message of a caught panic payload.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string payload>".to_owned()
+    }
+}
+
+pub(crate) const LONG: Duration = Duration::from_secs(30);

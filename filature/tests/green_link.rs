@@ -1,0 +1,125 @@
+//! Links: listeners run on the green thread's hub at a later pass, from whatever thread they
+//! were added; join_all raises the first failure.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{drive_until, panic_text, Watchdog, LONG};
+use filature::green;
+use filature::hub;
+use filature::sync::Event;
+
+#[test]
+fn a_listener_runs_after_the_green_thread_ends_not_inside_it() {
+    let _w = Watchdog::new("link order", LONG);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let h = green::spawn(move || {
+        l.lock().unwrap().push("body");
+        3
+    });
+    let l = log.clone();
+    h.link(move |r| {
+        let inside = green::current().is_some();
+        l.lock()
+            .unwrap()
+            .push(if inside { "in green" } else { "listener" });
+        assert_eq!(*r.as_ref().unwrap(), 3);
+    });
+    drive_until(LONG, || log.lock().unwrap().len() == 2);
+    assert_eq!(*log.lock().unwrap(), ["body", "listener"]);
+    // A listener added after the end runs too (at a later pass, not inside `link`).
+    let l = log.clone();
+    h.link_value(move |v| l.lock().unwrap().push(if *v == 3 { "late" } else { "bad" }));
+    assert_eq!(
+        log.lock().unwrap().len(),
+        2,
+        "link does not run the listener inline"
+    );
+    drive_until(LONG, || log.lock().unwrap().len() == 3);
+    assert_eq!(h.join(), 3);
+}
+
+#[test]
+fn a_listener_added_from_another_thread_after_the_end_is_not_lost() {
+    let _w = Watchdog::new("cross-thread late link", LONG);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::Builder::new()
+        .name("link-hub".into())
+        .spawn(move || {
+            tx.send(hub::current()).unwrap();
+            hub::run();
+        })
+        .unwrap();
+    let remote = rx.recv_timeout(LONG).unwrap();
+    let h = remote.spawn(|| 5).unwrap();
+    assert!(h.wait_timeout(LONG));
+    // A plain OS thread that never drives its own hub links after the end: the listener must
+    // still run (it used to be queued on the linking thread's hub and never ran).
+    let ran = Event::new();
+    let r = ran.clone();
+    let linker = std::thread::spawn(move || {
+        h.link(move |res| r.send(*res.as_ref().unwrap()).unwrap());
+        h
+    });
+    let h = linker.join().unwrap();
+    assert_eq!(
+        ran.poll().map(|v| v.unwrap()),
+        Some(5),
+        "ran before link returned"
+    );
+    assert_eq!(h.join_timeout(LONG).unwrap(), 5);
+    remote.stop();
+    t.join().unwrap();
+}
+
+#[test]
+fn a_listener_added_on_the_hub_thread_while_listeners_run_is_not_lost() {
+    let _w = Watchdog::new("link during links", LONG);
+    let slot: Arc<Mutex<Option<green::JoinHandle<u8>>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let h = green::spawn(|| 1u8);
+    let (s, sn) = (slot.clone(), seen.clone());
+    h.link(move |_| {
+        sn.lock().unwrap().push("first");
+        let sn2 = sn.clone();
+        s.lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .link(move |_| sn2.lock().unwrap().push("added while running"));
+    });
+    *slot.lock().unwrap() = Some(h);
+    drive_until(LONG, || seen.lock().unwrap().len() == 2);
+    let h = slot.lock().unwrap().take().unwrap();
+    assert_eq!(h.join_timeout(LONG).unwrap(), 1);
+}
+
+#[test]
+fn join_all_raises_the_first_failure_without_waiting_for_the_rest() {
+    let _w = Watchdog::new("join_all failure", LONG);
+    let slow = green::spawn(|| green::sleep(Duration::from_secs(3600)));
+    let bad = green::spawn(|| -> () {
+        green::sleep(Duration::from_millis(2));
+        panic!("first failure")
+    });
+    let later = green::spawn(|| -> () {
+        green::sleep(Duration::from_millis(20));
+        panic!("second failure")
+    });
+    let start = Instant::now();
+    let handles = std::panic::AssertUnwindSafe(vec![slow, later, bad]);
+    let p = std::panic::catch_unwind(move || green::join_all({ handles }.0)).unwrap_err();
+    assert_eq!(panic_text(&*p), "first failure");
+    assert!(start.elapsed() < Duration::from_secs(600));
+}
+
+#[test]
+fn calls_to_a_hub_whose_thread_has_exited_are_rejected() {
+    let _w = Watchdog::new("dead hub", LONG);
+    let remote = std::thread::spawn(hub::current).join().unwrap();
+    assert!(remote.call(|| ()).is_err());
+    assert!(remote.spawn(|| ()).is_err());
+}
