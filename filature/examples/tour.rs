@@ -41,7 +41,9 @@ fn main() {
 
 fn hubs_and_timers() {
     section("hubs and timers");
-    println!("Every OS thread gets a hub (an event loop) on first use; main() is in its main context.");
+    println!(
+        "Every OS thread gets a hub (an event loop) on first use; main() is in its main context."
+    );
     let order = Rc::new(RefCell::new(Vec::new()));
     for (name, ms) in [("b", 20), ("a", 10), ("c", 20)] {
         let o = order.clone();
@@ -57,7 +59,10 @@ fn hubs_and_timers() {
         t.elapsed().as_millis(),
         order.borrow()
     );
-    println!("cancelling it again says: {}", cancelled.cancel().unwrap_err());
+    println!(
+        "cancelling it again says: {}",
+        cancelled.cancel().unwrap_err()
+    );
 }
 
 fn green_threads() {
@@ -97,7 +102,10 @@ fn sync_across_threads() {
     let consumer = green::spawn(move || (0..5).map(|_| q.get()).sum::<u32>());
     println!("an OS thread puts 1..=5 into a bounded(2) queue; a green thread here gets them");
     println!("green consumer summed {}", consumer.join());
-    println!("main() waited on an Event sent from the OS thread: {:?}", done.wait().unwrap());
+    println!(
+        "main() waited on an Event sent from the OS thread: {:?}",
+        done.wait().unwrap()
+    );
     producer.join().unwrap();
 }
 
@@ -106,7 +114,10 @@ fn kill_timeout_and_panics() {
     struct Noisy(&'static str);
     impl Drop for Noisy {
         fn drop(&mut self) {
-            println!("  destructor ran on the killed green thread's stack: {}", self.0);
+            println!(
+                "  destructor ran on the killed green thread's stack: {}",
+                self.0
+            );
         }
     }
     let sem = Semaphore::new(0);
@@ -120,8 +131,9 @@ fn kill_timeout_and_panics() {
     waiter.kill();
     println!("join says: {}", waiter.join_result().unwrap_err());
 
-    let r: Result<(), TimedOut> =
-        green::with_timeout(Duration::from_millis(10), || green::sleep(Duration::from_secs(60)));
+    let r: Result<(), TimedOut> = green::with_timeout(Duration::from_millis(10), || {
+        green::sleep(Duration::from_secs(60))
+    });
     println!("with_timeout(10ms, sleep 60s) -> {r:?}");
 
     // The default panic hook would print the deliberate panic below; keep the tour readable.
@@ -165,7 +177,12 @@ fn rss_kib() -> Option<u64> {
 }
 
 fn vmas() -> Option<usize> {
-    Some(std::fs::read_to_string("/proc/self/maps").ok()?.lines().count())
+    Some(
+        std::fs::read_to_string("/proc/self/maps")
+            .ok()?
+            .lines()
+            .count(),
+    )
 }
 
 fn many_parked_green_threads() {
@@ -215,16 +232,25 @@ fn deferreds() {
         .add_callback(move |_| Outcome::Wait(i2)) // the chain waits for another Deferred
         .add_callback(|v| Outcome::Value(v + 1));
     d.callback(4).unwrap();
-    println!("fired with 4; the chain now waits on an inner Deferred: called = {}", d.is_called());
+    println!(
+        "fired with 4; the chain now waits on an inner Deferred: called = {}",
+        d.is_called()
+    );
     inner.callback(41).unwrap();
-    println!("inner fired with 41 -> result {:?}", d.result_now().map(|r| r.ok()));
+    println!(
+        "inner fired with 41 -> result {:?}",
+        d.result_now().map(|r| r.ok())
+    );
     let failed = deferred::fail::<u32>(Failure::from_error(std::io::Error::other("disk full")));
     failed.add_errback(|f| {
         println!("errback saw: {f}");
         Outcome::Value(0)
     });
     let all = deferred::gather_results(vec![deferred::succeed(1), deferred::succeed(2)]);
-    println!("gather_results([1, 2]) -> {:?}", all.result_now().map(|r| r.ok()));
+    println!(
+        "gather_results([1, 2]) -> {:?}",
+        all.result_now().map(|r| r.ok())
+    );
 }
 
 fn thread_pool() {
@@ -243,8 +269,15 @@ fn thread_pool() {
     println!("queued 8 jobs before start: {:?}", pool.stats());
     pool.start().unwrap();
     pool.stop();
-    println!("start + stop ran them all: {} done; after stop: {:?}", done.load(Ordering::SeqCst), pool.stats());
-    println!("submitting after stop: {}", pool.call_in_thread(|| ()).unwrap_err());
+    println!(
+        "start + stop ran them all: {} done; after stop: {:?}",
+        done.load(Ordering::SeqCst),
+        pool.stats()
+    );
+    println!(
+        "submitting after stop: {}",
+        pool.call_in_thread(|| ()).unwrap_err()
+    );
 }
 
 fn event_queue() {
@@ -258,9 +291,15 @@ fn event_queue() {
     q.pause();
     q.put(1).unwrap();
     q.put(2).unwrap();
-    println!("paused, put 1 and 2: handled so far {:?}", seen.lock().unwrap());
+    println!(
+        "paused, put 1 and 2: handled so far {:?}",
+        seen.lock().unwrap()
+    );
     q.unpause();
     q.stop();
     q.join_timeout(Duration::from_secs(5)).unwrap();
-    println!("unpaused and stopped gracefully: handled {:?}", seen.lock().unwrap());
+    println!(
+        "unpaused and stopped gracefully: handled {:?}",
+        seen.lock().unwrap()
+    );
 }

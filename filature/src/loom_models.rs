@@ -56,8 +56,16 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
         }
         assert_eq!(seen.len(), 4);
         for p in 0..2u8 {
-            let mine: Vec<u8> = seen.iter().filter(|(q, _)| *q == p).map(|(_, i)| *i).collect();
-            assert_eq!(mine, [0, 1], "producer {p} out of order or duplicated: {seen:?}");
+            let mine: Vec<u8> = seen
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, i)| *i)
+                .collect();
+            assert_eq!(
+                mine,
+                [0, 1],
+                "producer {p} out of order or duplicated: {seen:?}"
+            );
         }
     });
 }
@@ -90,7 +98,9 @@ impl Park for ModelParker {
 fn event_send_from_another_thread_wakes_the_waiter() {
     loom::model(|| {
         let event: Event<u32> = Event::new();
-        let parker = ModelParker { cell: Arc::new(ParkCell::new(HubShared::detached(), 1)) };
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
+        };
         let sender = {
             let event = event.clone();
             thread::spawn(move || event.send(7).unwrap())
@@ -108,8 +118,9 @@ fn two_waiters_on_two_threads_both_get_the_value() {
         let other = {
             let event = event.clone();
             thread::spawn(move || {
-                let parker =
-                    ModelParker { cell: Arc::new(ParkCell::new(HubShared::detached(), 2)) };
+                let parker = ModelParker {
+                    cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
+                };
                 event.wait_with(&parker, None).unwrap().unwrap()
             })
         };
@@ -117,7 +128,9 @@ fn two_waiters_on_two_threads_both_get_the_value() {
             let event = event.clone();
             thread::spawn(move || event.send(9).unwrap())
         };
-        let parker = ModelParker { cell: Arc::new(ParkCell::new(HubShared::detached(), 1)) };
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
+        };
         assert_eq!(event.wait_with(&parker, None).unwrap().unwrap(), 9);
         assert_eq!(other.join().unwrap(), 9);
         sender.join().unwrap();

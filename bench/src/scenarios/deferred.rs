@@ -8,12 +8,10 @@ use crate::harness::{median_of, ns_per_op, Config, Metric};
 use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
-    vec![
-        System {
-            name: "filature",
-            run: filature_deferred,
-        },
-    ]
+    vec![System {
+        name: "filature",
+        run: filature_deferred,
+    }]
 }
 
 /// Callbacks per chain.

@@ -414,7 +414,9 @@ pub fn yield_now() {
             if core.in_callback() {
                 panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
             }
-            core.turn(None, Some(Instant::now()), false);
+            // Every green thread ready now runs once (those it readies wait for the next pass).
+            let ready = core.ready.borrow().len() as u32;
+            core.turn_limited(None, Some(Instant::now()), false, ready);
             return;
         };
         if core.ready.borrow().is_empty() {

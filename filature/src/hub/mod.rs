@@ -339,6 +339,17 @@ impl Core {
     /// ready or `RUN_BUDGET` resumes have run, so timers, posted calls and I/O wait at most one
     /// budget. Then it polls I/O, blocking only when nothing is ready.
     pub(crate) fn turn(&self, main: Option<&ParkCell>, deadline: Option<Instant>, in_run: bool) {
+        self.turn_limited(main, deadline, in_run, RUN_BUDGET);
+    }
+
+    /// A pass that resumes at most `budget` green threads.
+    pub(crate) fn turn_limited(
+        &self,
+        main: Option<&ParkCell>,
+        deadline: Option<Instant>,
+        in_run: bool,
+        budget: u32,
+    ) {
         // 1. Posted items and local callbacks.
         if self.shared.inbox.has_pending() {
             self.drain_inbox();
@@ -354,8 +365,11 @@ impl Core {
             self.fire_timers();
         }
         // 3. Ready green threads.
-        let mut budget = RUN_BUDGET;
+        let mut budget = budget;
         loop {
+            if budget == 0 {
+                break;
+            }
             let g = self.ready.borrow_mut().pop_front();
             let Some(g) = g else { break };
             self.resume(g);
@@ -363,7 +377,7 @@ impl Core {
                 return;
             }
             budget -= 1;
-            if budget == 0 || self.shared.inbox.has_pending() || !self.local.borrow().is_empty() {
+            if self.shared.inbox.has_pending() || !self.local.borrow().is_empty() {
                 break;
             }
         }
