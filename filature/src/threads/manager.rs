@@ -53,7 +53,7 @@
 //! non-blocking passes to run, then every green thread still alive is killed (it unwinds from its
 //! park point, destructors run, its joiners see it killed). Timers not yet due are dropped.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -74,10 +74,24 @@ type Job = Box<dyn FnOnce() + Send>;
 static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
+    /// What this OS thread knows about named threads (one thread-local: the hot path reads both).
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local { me: None, last: None }) };
+}
+
+struct Local {
     /// On a named thread: its manager's id and its own id.
-    static CURRENT: OnceCell<(u64, String)> = const { OnceCell::new() };
-    /// The thread this OS thread last posted to through a manager (see `Shared::post`).
-    static LAST_TARGET: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    me: Option<(u64, String)>,
+    /// The thread this OS thread last posted to through a manager (see `Shared::post_fast`).
+    last: Option<Cached>,
+}
+
+/// What the hot path decided for a job.
+enum Fast<F> {
+    /// We are on the target thread: run it inline.
+    Inline(F),
+    Posted,
+    /// Take the slow path with the (wrapped) job.
+    Slow(Job),
 }
 
 /// A producer's memo of one lookup, valid while the manager's `epoch` has not moved.
@@ -124,7 +138,7 @@ pub struct ThreadManager {
 struct Shared {
     /// Tells managers apart in thread-locals.
     id: u64,
-    /// Bumped under the write lock whenever a thread leaves `threads`; see `Shared::post`.
+    /// Bumped under the write lock whenever a thread leaves `threads`; see `Shared::post_fast`.
     epoch: AtomicU64,
     state: RwLock<State>,
 }
@@ -268,11 +282,14 @@ impl ThreadManager {
         id: &str,
         f: impl FnOnce() + Send + 'static,
     ) -> Result<(), ThreadError> {
-        if self.shared.is_current_thread(id) {
-            f();
-            return Ok(());
+        match self.shared.post_fast(id, f, true) {
+            Fast::Inline(f) => {
+                f();
+                Ok(())
+            }
+            Fast::Posted => Ok(()),
+            Fast::Slow(job) => self.shared.post_slow(id, job),
         }
-        self.shared.post(id, guarded(f))
     }
 
     /// Queues `f` on thread `id`, behind what is already there, even when called on that thread
@@ -293,7 +310,11 @@ impl ThreadManager {
         id: &str,
         f: impl FnOnce() + Send + 'static,
     ) -> Result<(), ThreadError> {
-        self.shared.post(id, guarded(f))
+        match self.shared.post_fast(id, f, false) {
+            Fast::Inline(_) => unreachable!("inline was not allowed"),
+            Fast::Posted => Ok(()),
+            Fast::Slow(job) => self.shared.post_slow(id, job),
+        }
     }
 
     /// Stops thread `id` without waiting: it runs every job already queued, then exits, and
@@ -428,32 +449,55 @@ impl fmt::Debug for ThreadManager {
 }
 
 impl Shared {
-    /// True on the named thread `id` of this manager (even while it drains after a stop).
-    fn is_current_thread(&self, id: &str) -> bool {
-        CURRENT.with(|c| c.get().is_some_and(|(m, name)| *m == self.id && name == id))
-    }
-
     /// Must be called under the write lock, after removing a thread from `threads`.
     fn bump_epoch(&self) {
-        // ORDERING: Release pairs with the Acquire in `post_cached`: a producer that still sees
+        // ORDERING: Release pairs with the Acquire in `post_fast`: a producer that still sees
         // the old epoch may post to the removed thread, which is fine (it runs or is refused).
         self.epoch.fetch_add(1, Ordering::Release);
     }
 
-    /// Posts `job` to thread `id`, starting it if needed.
+    /// The hot path of a post to thread `id`: decides whether `f` runs inline (only if `inline`
+    /// and this OS thread is this manager's thread `id`, even while it drains after a stop), and
+    /// otherwise posts it to the thread this OS thread posted to last, if that lookup is still
+    /// valid (same manager, same id, the epoch has not moved). No lock is taken.
     ///
-    /// Fast path: the thread this OS thread posted to last, if that lookup is still valid (same
-    /// manager, same id, the epoch has not moved). No lock is taken. Should the thread have been
-    /// stopped meanwhile, its hub either accepts the job (it runs in the drain) or hands it back
-    /// because the inbox is closed, and the slow path posts it again: to the next incarnation,
-    /// which runs only after this one exited, so the producer's order holds.
-    ///
-    /// Slow path: look `id` up (or start it) and post under the read lock, then remember it.
-    fn post(self: &Arc<Self>, id: &str, job: Job) -> Result<(), ThreadError> {
-        let job = match self.post_cached(id, job) {
-            Ok(()) => return Ok(()),
-            Err(job) => job,
-        };
+    /// Should the remembered thread have been stopped meanwhile, its hub either accepts the job
+    /// (it runs in the drain) or hands it back because the inbox is closed; the slow path then
+    /// posts it to the next incarnation, which runs only after this one exited, so the producer's
+    /// order holds.
+    fn post_fast<F: FnOnce() + Send + 'static>(&self, id: &str, f: F, inline: bool) -> Fast<F> {
+        LOCAL.with(|l| {
+            let Ok(l) = l.try_borrow() else {
+                return Fast::Slow(guarded(f));
+            };
+            if inline
+                && l.me
+                    .as_ref()
+                    .is_some_and(|(m, name)| *m == self.id && name == id)
+            {
+                return Fast::Inline(f);
+            }
+            let job = guarded(f);
+            match &l.last {
+                // ORDERING: Acquire pairs with the Release in `bump_epoch`.
+                Some(c)
+                    if c.manager == self.id
+                        && c.thread.name() == id
+                        && c.epoch == self.epoch.load(Ordering::Acquire) =>
+                {
+                    match c.thread.hub.try_call(job) {
+                        Ok(()) => Fast::Posted,
+                        Err(job) => Fast::Slow(job),
+                    }
+                }
+                _ => Fast::Slow(job),
+            }
+        })
+    }
+
+    /// The slow path: look `id` up (or start it) and post under the read lock, then remember it
+    /// for the fast path.
+    fn post_slow(self: &Arc<Self>, id: &str, job: Job) -> Result<(), ThreadError> {
         let (r, memo) = self.with_thread(id, move |t| {
             // ORDERING: read under the read lock, so it matches the entry (bumps happen under
             // the write lock).
@@ -464,10 +508,10 @@ impl Shared {
             }
         })?;
         if let Some((epoch, thread)) = memo {
-            LAST_TARGET.with(|c| {
+            LOCAL.with(|l| {
                 // Busy only if a job's destructor posts while we post; then skip the memo.
-                if let Ok(mut c) = c.try_borrow_mut() {
-                    *c = Some(Cached {
+                if let Ok(mut l) = l.try_borrow_mut() {
+                    l.last = Some(Cached {
                         manager: self.id,
                         epoch,
                         thread,
@@ -476,25 +520,6 @@ impl Shared {
             });
         }
         r
-    }
-
-    fn post_cached(&self, id: &str, job: Job) -> Result<(), Job> {
-        LAST_TARGET.with(|c| {
-            let Ok(c) = c.try_borrow() else {
-                return Err(job);
-            };
-            match &*c {
-                // ORDERING: Acquire pairs with the Release in `bump_epoch`.
-                Some(c)
-                    if c.manager == self.id
-                        && c.thread.name() == id
-                        && c.epoch == self.epoch.load(Ordering::Acquire) =>
-                {
-                    c.thread.hub.try_call(job)
-                }
-                _ => Err(job),
-            }
-        })
     }
 
     /// Runs `op` on thread `id` under the read lock, starting the thread first if needed.
@@ -829,9 +854,7 @@ fn body(
     manager: Weak<Shared>,
 ) {
     let guard = ExitGuard(control.clone());
-    CURRENT
-        .with(|c| c.set((manager_id, control.name.clone())))
-        .expect("a fresh thread is no named thread yet");
+    LOCAL.with(|l| l.borrow_mut().me = Some((manager_id, control.name.clone())));
     if hub_tx.send(hub::current()).is_err() {
         return;
     }
