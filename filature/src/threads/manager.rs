@@ -27,7 +27,7 @@
 //! * **The post fast path.** Each OS thread remembers the thread it last posted to through a
 //!   manager, with the manager's `epoch`, which is bumped under the write lock whenever a thread
 //!   leaves the map. While the epoch is unchanged the memo is used without taking the lock (this
-//!   is what keeps `call_in_thread` as fast as a channel). A stale memo can only point at a thread
+//!   keeps `call_in_thread` close to the cost of a raw hub post). A stale memo can only point at a thread
 //!   that is stopping, so the previous point applies. The memo keeps the last target's handle
 //!   alive in the producer thread until it posts elsewhere or exits.
 //! * **Inline means on that thread.** `call_in_thread(id, f)` runs `f` inline exactly when the
@@ -35,7 +35,9 @@
 //!   while it drains after a stop).
 //! * **Incarnations do not overlap.** After `stop_thread(id)`, a later post to `id` creates a new
 //!   thread; it accepts posts at once but starts running them only after the retiring thread of
-//!   the same id has exited. So a producer's posts to `id` run in order across the stop too.
+//!   the same id has exited. So a producer's posts to `id` run in order across the stop too. (A
+//!   job of the stopping thread that posts to its own id through the manager therefore starts
+//!   the next incarnation, as in the original.)
 //! * **After `stop`, nothing is created.** `stopped` only goes from false to true, under the write
 //!   lock; every path that creates a thread checks it there, and every post through the manager
 //!   checks it (its memo is stale, and the map is empty). Posts then fail with `Stopped`.
@@ -45,7 +47,8 @@
 //!   waits for itself: `stop` called from a named thread's job skips that thread, which exits once
 //!   the job returns.
 //! * The user's code never runs under the manager's lock: inline calls run after the guard is
-//!   released, and posted jobs run on their own thread.
+//!   released, posted jobs run on their own thread, and a refused job is dropped (its destructor
+//!   run) after the guard is released.
 //!
 //! # Green threads at stop
 //!
@@ -498,28 +501,28 @@ impl Shared {
     /// The slow path: look `id` up (or start it) and post under the read lock, then remember it
     /// for the fast path.
     fn post_slow(self: &Arc<Self>, id: &str, job: Job) -> Result<(), ThreadError> {
-        let (r, memo) = self.with_thread(id, move |t| {
+        let posted = self.with_thread(id, move |t| {
             // ORDERING: read under the read lock, so it matches the entry (bumps happen under
             // the write lock).
             let epoch = self.epoch.load(Ordering::Acquire);
-            match t.hub.try_call(job) {
-                Ok(()) => (Ok(()), Some((epoch, t.clone()))),
-                Err(_) => (Err(ThreadError::new(ThreadErrorKind::Stopped, id)), None),
-            }
+            t.hub.try_call(job).map(|()| (epoch, t.clone()))
         })?;
-        if let Some((epoch, thread)) = memo {
-            LOCAL.with(|l| {
-                // Busy only if a job's destructor posts while we post; then skip the memo.
-                if let Ok(mut l) = l.try_borrow_mut() {
-                    l.last = Some(Cached {
-                        manager: self.id,
-                        epoch,
-                        thread,
-                    });
-                }
-            });
-        }
-        r
+        // A refused job is dropped here, after the lock: its destructor may call the manager.
+        let Ok((epoch, thread)) = posted else {
+            return Err(ThreadError::new(ThreadErrorKind::Stopped, id));
+        };
+        LOCAL.with(|l| {
+            // Never borrowed here in practice (no user code runs while it is); if it were, the
+            // memo is simply not updated.
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.last = Some(Cached {
+                    manager: self.id,
+                    epoch,
+                    thread,
+                });
+            }
+        });
+        Ok(())
     }
 
     /// Runs `op` on thread `id` under the read lock, starting the thread first if needed.
