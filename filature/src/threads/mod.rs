@@ -11,11 +11,11 @@
 mod cumulative;
 mod event_queue;
 mod manager;
+mod manager_errors;
 mod queue_core;
 
 pub use cumulative::{CumulativeBuilder, CumulativeEventQueue};
 pub use event_queue::{Builder, EventQueue};
-pub use manager::{
-    NamedThread, StopTimeout, ThreadError, ThreadErrorKind, ThreadManager, THREAD_OPS,
-};
+pub use manager::{NamedThread, ThreadManager, THREAD_OPS};
+pub use manager_errors::{StopTimeout, ThreadError, ThreadErrorKind};
 pub use queue_core::{JoinError, PutError, StillRunning};
