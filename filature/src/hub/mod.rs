@@ -25,9 +25,12 @@
 //!   the main context, and code it runs (callbacks, green threads) cannot drive it.
 //! * A green thread is resumed only by the loop, only when not finished, and is in the ready queue
 //!   at most once per reason (see `green::park`).
-//! * When the thread exits, the thread-local's destructor tears the hub down (`Core::shutdown`)
+//! * Every call the inbox accepted runs exactly once: by a pass, or by `shutdown`, which closes
+//!   the inbox (later posts fail with `Stopped`) and runs what it held before the thread exits.
+//! * When the thread exits, the thread-local's destructor tears the hub down (`Core::teardown`)
 //!   even if parked green threads still hold the core: their joiners hear they were killed, the
-//!   inbox refuses further posts, and unrun timers and calls are dropped.
+//!   inbox refuses further posts, and what a hub that was not `shutdown` still held (unrun timers
+//!   and calls) is dropped.
 //! * The loop blocks in `poll` only after `Inbox::prepare_sleep` marked it asleep and the waiting
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
@@ -58,6 +61,8 @@ const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 const BUSY_POLL_EVERY: u32 = 61;
 /// Resumes per pass before the loop looks at its inbox, timers and I/O again.
 const RUN_BUDGET: u32 = 256;
+/// Non-blocking passes `shutdown` grants ready work, before and after killing what is left.
+const SETTLE_PASSES: u32 = 64;
 
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
@@ -121,11 +126,24 @@ impl HubHandle {
     /// Calls from one thread run in the order they were made; every accepted call runs exactly
     /// once. A panic in `f` is logged and the hub goes on. Fails only once the hub is closed.
     pub fn call(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
-        self.shared
-            .post(Msg::Call(Box::new(f)))
-            .map_err(|_| Stopped {
-                what: self.describe(),
-            })
+        self.try_call(Box::new(f)).map_err(|_| Stopped {
+            what: self.describe(),
+        })
+    }
+
+    /// [`call`](Self::call) for a boxed call, handing it back (not run, not dropped) when the hub
+    /// is closed, so the caller can post it elsewhere.
+    pub(crate) fn try_call(
+        &self,
+        f: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Box<dyn FnOnce() + Send>> {
+        match self.shared.post(Msg::Call(f)) {
+            Ok(()) => Ok(()),
+            Err(Msg::Call(f)) => Err(f),
+            Err(Msg::Unpark(_) | Msg::Expedite(_)) => {
+                unreachable!("the inbox hands back what was pushed")
+            }
+        }
     }
 
     /// Spawns a green thread on the hub. See [`crate::green::spawn`].
@@ -422,6 +440,12 @@ impl Core {
     fn drain_inbox(&self) {
         let mut buf = std::mem::take(&mut *self.drain_buf.borrow_mut());
         self.shared.inbox.drain(&mut buf);
+        self.run_msgs(&mut buf);
+        *self.drain_buf.borrow_mut() = buf;
+    }
+
+    /// Runs (calls) or schedules (unparks) drained messages, in order, leaving `buf` empty.
+    fn run_msgs(&self, buf: &mut Vec<Msg>) {
         for msg in buf.drain(..) {
             match msg {
                 Msg::Call(f) => self.run_callback("call posted to the hub", f),
@@ -433,7 +457,18 @@ impl Core {
                 Msg::Expedite(cell) => self.expedite(&cell),
             }
         }
-        *self.drain_buf.borrow_mut() = buf;
+    }
+
+    /// Runs passes that never block while callbacks or green threads are ready, at most
+    /// `SETTLE_PASSES` of them.
+    fn settle(&self) {
+        for _ in 0..SETTLE_PASSES {
+            if self.ready.borrow().is_empty() && self.local.borrow().is_empty() {
+                return;
+            }
+            // A deadline of now: the pass polls I/O with a zero timeout instead of blocking.
+            self.turn(None, Some(Instant::now()), false);
+        }
     }
 
     fn fire_timers(&self) {
@@ -501,7 +536,7 @@ struct CoreSlot(OnceCell<Rc<Core>>);
 impl Drop for CoreSlot {
     fn drop(&mut self) {
         if let Some(core) = self.0.get() {
-            core.shutdown();
+            core.teardown();
         }
     }
 }
@@ -512,7 +547,7 @@ impl Core {
     /// would run could no longer reach the hub); the inbox is closed so later posts are refused;
     /// what is left unrun (timers, delayed spawns, queued calls) is dropped, which settles the
     /// handles of spawns that will never start as killed.
-    fn shutdown(&self) {
+    fn teardown(&self) {
         let greens: Vec<Rc<Green>> = self.greens.borrow_mut().slots.drain(..).flatten().collect();
         for g in &greens {
             g.abandon();
@@ -529,7 +564,7 @@ impl Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        self.shutdown();
+        self.teardown();
     }
 }
 
@@ -637,6 +672,45 @@ pub fn run() {
             }
             core.turn(None, None, true);
         }
+    })
+}
+
+/// Shuts the current thread's hub down before the thread exits (named threads do this).
+///
+/// 1. Closes the inbox: from now on [`HubHandle::call`] and [`HubHandle::spawn`] fail with
+///    [`Stopped`], and cross-thread wake-ups are no longer delivered.
+/// 2. Runs every call that was accepted before the close, in order (the exactly-once promise of
+///    `call`).
+/// 3. Lets ready callbacks and green threads run, without blocking, for at most `SETTLE_PASSES`
+///    passes, so green threads spawned by those calls get to start. Due timers fire; timers not
+///    yet due are dropped with the core.
+/// 4. Kills every green thread still alive and gives them `SETTLE_PASSES` more passes to unwind
+///    from their park points (destructors run; joiners see them killed). One that still has not
+///    finished (its stack is lent to a pool job) is abandoned when the core is dropped.
+///
+/// Must be called from the thread's main context, after [`run`] returned. Never blocks on
+/// anything but the code it runs.
+pub(crate) fn shutdown() {
+    with_core(|core| {
+        crate::green::assert_main_context(core, "hub::shutdown");
+        let mut accepted = core.shared.inbox.close();
+        core.run_msgs(&mut accepted);
+        core.settle();
+        let alive: Vec<Rc<Green>> = core
+            .greens
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for g in &alive {
+            if g.cell.request_kill() {
+                crate::green::park::unpark(&g.cell);
+            }
+        }
+        drop(alive);
+        core.settle();
     })
 }
 
