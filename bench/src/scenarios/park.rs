@@ -252,7 +252,7 @@ fn filature_park(n: usize) -> Vec<Metric> {
             let parked = Rc::clone(&parked);
             green::spawn(move || {
                 parked.set(parked.get() + 1);
-                event.wait();
+                event.wait().expect("sent");
             })
         })
         .collect();
@@ -266,7 +266,7 @@ fn filature_park(n: usize) -> Vec<Metric> {
             rss_kib: rss_kib(),
             vmas: vma_count(),
         };
-        event.send(());
+        event.send(()).expect("first send");
         (at, Instant::now())
     });
     let (at, released) = releaser.join();

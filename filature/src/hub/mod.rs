@@ -521,13 +521,6 @@ impl Core {
     }
 }
 
-impl ParkCell {
-    /// For the loop: is the main context still waiting (not yet notified)?
-    fn is_parked_hint(&self) -> bool {
-        !self.peek_notified()
-    }
-}
-
 /// The thread-local home of a thread's core. Its destructor tears the hub down when the thread
 /// exits, whatever else still holds the `Rc<Core>`: a parked green thread keeps one on its stack
 /// (a `Parker`), so waiting for the last reference would never tear anything down.
