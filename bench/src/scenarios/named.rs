@@ -9,7 +9,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_named,
@@ -40,7 +39,6 @@ fn measure(cfg: &Config, label: &str, post: Arc<dyn Fn(Job) + Send + Sync>) -> V
 }
 
 /// `ThreadManager::call_in_thread` into one named thread.
-#[cfg(filature_api)]
 fn filature_named(cfg: &Config) -> Vec<Metric> {
     use filature::threads::ThreadManager;
     measure(
