@@ -174,6 +174,11 @@ impl HubHandle {
         is_current_shared(&self.shared)
     }
 
+    /// True once the hub has shut down for good (its inbox refuses posts).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.inbox.is_closed()
+    }
+
     /// The hub's name (its thread's name).
     pub fn name(&self) -> &str {
         &self.shared.name

@@ -53,7 +53,8 @@ pub fn call_from_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Stopped
 }
 
 /// Runs `f` on the reactor: inline, now, when called on the reactor thread; otherwise as
-/// [`call_from_thread`] (SIP SIMPLE's `call_in_twisted_thread`).
+/// [`call_from_thread`] (SIP SIMPLE's `call_in_twisted_thread`). Once the reactor has shut down
+/// it fails with [`Stopped`], on its thread too.
 ///
 /// ```
 /// use filature::{reactor, sync::Event};
@@ -70,7 +71,10 @@ pub fn call_from_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Stopped
 /// assert_eq!(order.wait().unwrap(), vec!["after inline call"]);
 /// ```
 pub fn call_in_reactor(f: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
-    if super::is_reactor_thread() {
+    if let Some(h) = HUB.get().filter(|h| h.is_current()) {
+        if h.is_closed() {
+            return Err(stopped_error());
+        }
         f();
         Ok(())
     } else {
