@@ -5,8 +5,9 @@
 //! entry point that needs it ([`call_from_thread`], [`call_in_reactor`], [`call_later`],
 //! [`call_in_green_thread`], [`defer_to_green_thread`], the blocking calls) starts it on a
 //! dedicated thread named `filature-reactor`. Registering for its life cycle
-//! ([`call_when_running`], [`add_system_event_trigger`]) does not start it. It runs once per
-//! process: it cannot be restarted.
+//! ([`call_when_running`], [`add_system_event_trigger`]) does not start it, and after
+//! [`prepare_run`] nothing does: work queues until the prepared thread calls [`run`]. It runs once
+//! per process: it cannot be restarted.
 //!
 //! ```
 //! use filature::reactor;
@@ -25,8 +26,9 @@
 //!   Idle --run() / first use--> Running --stop()--> Stopping --shutdown done--> Stopped
 //! ```
 //!
-//! * **Idle**: calls posted now wait in `Life::pending`; triggers and `call_when_running`
-//!   callables are kept for later.
+//! * **Idle**: the first work entry point moves it to Running and spawns the reactor thread
+//!   (unless `Life::prepared` names a thread that will call `run`); calls posted before the hub
+//!   exists wait in `Life::pending`; triggers and `call_when_running` callables are kept.
 //! * **Running**: the reactor thread has claimed the state. At start it creates its hub, posts the
 //!   pending calls into the hub's inbox *in order* and publishes the hub handle (`HUB`), all under
 //!   the lock, so a call made by any thread lands either in `pending` (before) or in the inbox
