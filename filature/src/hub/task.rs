@@ -361,10 +361,11 @@ impl<T> FutureHandle<T> {
     /// Waits for the output, or the failure.
     pub fn join_result(self) -> Result<T, Failure> {
         self.shared.out.wait("FutureHandle::join", None);
+        // `None` only if this handle was already polled to completion as a future.
         self.shared
             .out
             .try_take()
-            .expect("a finished future's output is taken only by its one handle")
+            .unwrap_or_else(|| Err(Failure::from_error(crate::deferred::ResultTaken)))
     }
 
     /// Waits for the output; re-raises the future's panic, and panics if it was cancelled or its
