@@ -18,6 +18,7 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::green::park::Park;
 use crate::green::Parker;
 use crate::loom::sync::{Mutex, MutexGuard};
 use crate::sync::waiter::{Waiter, WaiterList};
@@ -78,7 +79,11 @@ impl<T> Oneshot<T> {
         if self.lock().filled {
             return true;
         }
-        let parker = Parker::current(op);
+        self.wait_with(&Parker::current(op), deadline)
+    }
+
+    /// The wait loop, for any way of parking (the loom model brings its own).
+    pub(crate) fn wait_with(&self, parker: &impl Park, deadline: Option<Instant>) -> bool {
         let me = Waiter::Park(parker.unparker().clone());
         let guard = Unlist {
             shot: self,
