@@ -11,6 +11,7 @@ pub mod deferred;
 pub mod green;
 pub mod hub;
 pub mod pool;
+pub mod reactor;
 pub mod sync;
 pub mod threads;
 

@@ -7,6 +7,8 @@
 //! * A cross-thread `Event` send/wait: the real `Event::wait_with` loop and the real `ParkCell`
 //!   state machine, with "suspend until scheduled" played by a loom `Notify` (what the hub inbox,
 //!   modelled above, does in the real thing).
+//! * The `Oneshot` behind `FutureHandle`, the reactor's blocking calls and `Command`: a fill from
+//!   another thread always wakes the waiter, and of two racing fills exactly one wins.
 
 use loom::sync::Notify;
 use loom::thread;
@@ -15,6 +17,7 @@ use crate::green::park::{Park, ParkCell, Unparker};
 use crate::hub::inbox::{Inbox, Wake};
 use crate::hub::HubShared;
 use crate::loom::sync::Arc;
+use crate::sync::oneshot::Oneshot;
 use crate::sync::Event;
 
 #[test]
@@ -134,5 +137,44 @@ fn two_waiters_on_two_threads_both_get_the_value() {
         assert_eq!(event.wait_with(&parker, None).unwrap().unwrap(), 9);
         assert_eq!(other.join().unwrap(), 9);
         sender.join().unwrap();
+    });
+}
+
+#[test]
+fn oneshot_fill_from_another_thread_wakes_the_waiter() {
+    loom::model(|| {
+        let shot: Arc<Oneshot<u32>> = Arc::new(Oneshot::new());
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
+        };
+        let filler = {
+            let shot = shot.clone();
+            thread::spawn(move || shot.fill(7).unwrap())
+        };
+        assert!(shot.wait_with(&parker, None));
+        assert_eq!(shot.try_take(), Some(7));
+        filler.join().unwrap();
+    });
+}
+
+#[test]
+fn oneshot_racing_fills_have_exactly_one_winner() {
+    loom::model(|| {
+        let shot: Arc<Oneshot<u32>> = Arc::new(Oneshot::new());
+        let fillers: Vec<_> = (1..=2u32)
+            .map(|v| {
+                let shot = shot.clone();
+                thread::spawn(move || shot.fill(v).is_ok())
+            })
+            .collect();
+        let wins = fillers
+            .into_iter()
+            .map(|f| f.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(wins, 1);
+        let v = shot.try_take().unwrap();
+        assert!(v == 1 || v == 2);
+        assert_eq!(shot.try_take(), None);
     });
 }

@@ -93,11 +93,20 @@ fn an_unjoined_panic_is_logged_once_when_the_handle_is_dropped_after() {
 #[test]
 fn call_in_green_thread_logs_its_failure_once() {
     let _w = Watchdog::new("call_in_green_thread", LONG);
-    let logs = LogCapture::start();
-    green::call_in_green_thread(|| panic!("fire and forget"));
-    drive_until(LONG, || logs.count(&["fire and forget"]) > 0);
-    green::sleep(Duration::from_millis(10));
-    assert_eq!(logs.count(&[UNJOINED, "fire and forget"]), 1);
+    // `call_in_green_thread` runs on the reactor, so the capture is installed on the reactor's
+    // thread, by a green thread there that stays parked (holding it) while the other one fails.
+    let count = filature::reactor::defer_to_green_thread(|| {
+        let logs = LogCapture::start();
+        green::call_in_green_thread(|| panic!("fire and forget")).unwrap();
+        let deadline = std::time::Instant::now() + LONG;
+        while logs.count(&["fire and forget"]) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never logged");
+            green::sleep(Duration::from_millis(1));
+        }
+        green::sleep(Duration::from_millis(10));
+        logs.count(&[UNJOINED, "fire and forget"])
+    });
+    assert_eq!(green::block_on(&count).unwrap(), 1);
 }
 
 #[test]

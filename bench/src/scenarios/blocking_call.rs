@@ -6,7 +6,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_blocking_call,
@@ -30,7 +29,6 @@ fn metrics(mut lat: Vec<f64>) -> Vec<Metric> {
 }
 
 /// `reactor::blocking_call_from_thread` into the process reactor.
-#[cfg(filature_api)]
 fn filature_blocking_call(cfg: &Config) -> Vec<Metric> {
     let mut i = 0usize;
     metrics(latencies_us(rounds(cfg), || {

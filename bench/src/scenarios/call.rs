@@ -10,7 +10,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_call,
@@ -41,7 +40,6 @@ fn measure(cfg: &Config, label: &str, post: Arc<dyn Fn(Job) + Send + Sync>) -> V
 }
 
 /// `reactor::call_from_thread` into the process reactor (started on first use).
-#[cfg(filature_api)]
 fn filature_call(cfg: &Config) -> Vec<Metric> {
     measure(
         cfg,

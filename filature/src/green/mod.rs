@@ -19,6 +19,8 @@
 //! assert_eq!((a.join(), b.join()), ("a", "b"));
 //! ```
 
+mod block_on;
+mod command;
 mod join;
 pub(crate) mod park;
 mod pool;
@@ -41,6 +43,8 @@ use crate::Stopped;
 use park::{ParkCell, Unparker};
 use thread::Green;
 
+pub use block_on::{block_on, BlockOn};
+pub use command::{Command, CommandReply};
 pub use join::{JoinError, JoinHandle, JoinTimeoutError, LinkId};
 pub use pool::GreenPool;
 pub use stack::{force_mprotect_guards, StackError, StackErrorKind};
@@ -381,10 +385,23 @@ where
     Builder::new().spawn_after(delay, f)
 }
 
-/// Starts a green thread on the current hub whose failure is logged (SIP SIMPLE's
-/// `call_in_green_thread`); returns at once.
-pub fn call_in_green_thread(f: impl FnOnce() + 'static) {
-    drop(spawn(f));
+/// Runs `f` in a new green thread on the reactor (SIP SIMPLE's `call_in_green_thread`); returns
+/// at once. A panic in `f` is logged. Same as [`reactor::call_in_green_thread`](crate::reactor::call_in_green_thread),
+/// which says what happens before the reactor runs and after it stopped.
+///
+/// ```
+/// use filature::{green, sync::Event};
+///
+/// let ran_on = Event::new();
+/// let r = ran_on.clone();
+/// green::call_in_green_thread(move || {
+///     r.send(std::thread::current().name().map(str::to_owned)).unwrap();
+/// })
+/// .unwrap();
+/// assert_eq!(ran_on.wait().unwrap().as_deref(), Some("filature-reactor"));
+/// ```
+pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
+    crate::reactor::call_in_green_thread(f)
 }
 
 /// Parks the caller for `d` (green thread), or drives the hub for `d` (main context).

@@ -129,6 +129,11 @@ impl<M> Inbox<M> {
         std::mem::take(&mut st.items)
     }
 
+    /// True once `close` has run (the reactor asks, to refuse inline calls after its shutdown).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
     }

@@ -36,6 +36,7 @@
 //!   either is seen before blocking or wakes the poll.
 
 pub(crate) mod inbox;
+mod task;
 pub(crate) mod timer;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -51,6 +52,7 @@ use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::loom::sync::Arc;
 use crate::Stopped;
 
+pub use task::{spawn_future, FutureHandle};
 pub use timer::{DelayedCall, DelayedCallError};
 
 use inbox::{Inbox, Wake};
@@ -126,9 +128,14 @@ impl HubHandle {
     /// Calls from one thread run in the order they were made; every accepted call runs exactly
     /// once. A panic in `f` is logged and the hub goes on. Fails only once the hub is closed.
     pub fn call(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Stopped> {
-        self.try_call(Box::new(f)).map_err(|_| Stopped {
+        self.try_call(box_call(f)).map_err(|_| Stopped {
             what: self.describe(),
         })
+    }
+
+    /// [`call`](Self::call) for a boxed call, mapping a refusal to [`Stopped`].
+    pub(crate) fn call_boxed(&self, f: Box<dyn FnOnce() + Send>) -> Result<(), Stopped> {
+        self.call(f)
     }
 
     /// [`call`](Self::call) for a boxed call, handing it back (not run, not dropped) when the hub
@@ -167,6 +174,11 @@ impl HubHandle {
         is_current_shared(&self.shared)
     }
 
+    /// True once the hub has shut down for good (its inbox refuses posts).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.inbox.is_closed()
+    }
+
     /// The hub's name (its thread's name).
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -188,6 +200,17 @@ impl fmt::Debug for HubHandle {
             .field("name", &self.shared.name)
             .finish()
     }
+}
+
+/// Boxes a posted call, unless it is a `Box<dyn FnOnce() + Send>` already (callers that queue
+/// boxed jobs then pay for one allocation, not two).
+pub(crate) fn box_call<F: FnOnce() + Send + 'static>(f: F) -> Box<dyn FnOnce() + Send> {
+    let mut slot = Some(f);
+    let any: &mut dyn std::any::Any = &mut slot;
+    if let Some(boxed) = any.downcast_mut::<Option<Box<dyn FnOnce() + Send>>>() {
+        return boxed.take().expect("just set");
+    }
+    Box::new(slot.take().expect("just set"))
 }
 
 /// The loop state of the current thread's hub.
@@ -704,6 +727,66 @@ pub(crate) fn shutdown() {
         }
         drop(alive);
         core.settle();
+    })
+}
+
+/// [`shutdown`], for a hub whose thread lives on afterwards (the reactor, when [`run`] on `main`
+/// returns): nothing is left for a thread-exit teardown to settle, so this also
+///
+/// 5. keeps driving the loop (blocking at most 10 ms per pass) until every killed green thread
+///    has unwound, for at most `grace`, then abandons the rest (joiners hear they were killed;
+///    their stacks are leaked, as at thread exit);
+/// 6. fails futures still pending with `Stopped`;
+/// 7. cancels the timers that have not fired (a [`DelayedCall`] then reports `AlreadyCancelled`)
+///    and drops delayed spawns that never started, then runs any callbacks still queued.
+pub(crate) fn shutdown_current(grace: Duration) {
+    shutdown();
+    with_core(|core| {
+        let deadline = Instant::now() + grace;
+        loop {
+            let alive: Vec<Rc<Green>> = core
+                .greens
+                .borrow()
+                .slots
+                .iter()
+                .flatten()
+                .cloned()
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    hub = %core.shared.name,
+                    "{} green thread(s) did not unwind within {grace:?} of shutdown; abandoned",
+                    alive.len()
+                );
+                for g in &alive {
+                    g.abandon();
+                    core.remove_green(g.slot());
+                }
+                break;
+            }
+            for g in &alive {
+                if g.cell.request_kill() {
+                    crate::green::park::unpark(&g.cell);
+                }
+            }
+            drop(alive);
+            core.turn(
+                None,
+                Some(Instant::now() + Duration::from_millis(10)),
+                false,
+            );
+        }
+        task::fail_all_pending();
+        let actions = core.timers.borrow_mut().clear();
+        let spawns = std::mem::take(&mut *core.delayed_spawns.borrow_mut());
+        drop((actions, spawns)); // outside the borrows: dropping a callback may run user code
+        let rest: Vec<_> = core.local.borrow_mut().drain(..).collect();
+        for f in rest {
+            core.run_callback("hub callback", f);
+        }
     })
 }
 

@@ -126,6 +126,20 @@ impl Timers {
         }
     }
 
+    /// Cancels every pending timer (a hub shutting down) and hands back their actions.
+    pub(crate) fn clear(&mut self) -> Vec<Action> {
+        let entries = std::mem::take(&mut self.heap).into_vec();
+        self.live = 0;
+        let mut actions = Vec::new();
+        for e in entries {
+            if e.cell.state.get() == State::Pending {
+                e.cell.state.set(State::Cancelled);
+                actions.extend(e.cell.action.borrow_mut().take());
+            }
+        }
+        actions
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.live == 0
     }

@@ -8,6 +8,7 @@
 
 mod countdown;
 mod event;
+pub(crate) mod oneshot;
 mod queue;
 mod semaphore;
 pub(crate) mod waiter;
