@@ -13,6 +13,7 @@ pub mod hub;
 pub mod pool;
 pub mod sync;
 pub mod threads;
+pub mod tpool;
 
 #[cfg(all(test, loom))]
 mod loom_models;
