@@ -1,4 +1,5 @@
-//! Scoped jobs: run a closure that borrows from the caller's stack on a [`ThreadPool`] worker,
+//! Scoped jobs: run a closure that borrows from the caller's stack on a
+//! [`ThreadPool`](super::ThreadPool) worker,
 //! and wait for it (the engine of `tpool::execute`).
 //!
 //! # Invariants
