@@ -110,3 +110,21 @@ fn the_global_pool_free_functions() {
     assert_eq!(tpool::execute(|| 6), 6);
     tpool::killall_timeout(LONG).unwrap();
 }
+
+#[test]
+fn killall_from_a_green_thread_keeps_its_hub_running() {
+    let _w = Watchdog::new("killall green", LONG);
+    let pool = Tpool::new("killall-green", 1);
+    let hub = filature::hub::current();
+    // A job that can only finish if this thread's hub runs a call for it.
+    let h = pool.spawn(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        hub.call(move || tx.send(7).unwrap()).unwrap();
+        rx.recv().unwrap()
+    });
+    let p = pool.clone();
+    let killer = green::spawn(move || p.killall());
+    killer.join(); // the main context drives the hub; the killer parks
+    assert_eq!(h.wait(), 7);
+    assert_eq!(pool.stats().workers, 0);
+}

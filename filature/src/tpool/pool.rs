@@ -12,6 +12,7 @@ use super::handle::{self, TpoolHandle};
 use crate::green::Parker;
 use crate::pool::scoped::{self, Scoped};
 use crate::pool::{is_current_thread_worker, PoolStats, StopTimedOut, ThreadPool};
+use crate::sync::Event;
 
 /// A tpool: up to `size` worker threads, created on demand, running work for green threads (and
 /// any other thread) that wait for it. The free functions of [`tpool`](crate::tpool) use the
@@ -313,8 +314,11 @@ impl Tpool {
 
     /// Stops the pool's threads: the queued and running jobs finish and deliver their results to
     /// their waiters, then the workers are joined. Nothing is refused meanwhile: a call made
-    /// after `killall` began starts a fresh set of threads. Blocks the calling OS thread (it does
-    /// not drive the hub: the jobs do not need it). A no-op when no thread exists.
+    /// after `killall` began starts a fresh set of threads. A no-op when no thread exists.
+    ///
+    /// Waits like any filature wait (a green thread parks, a main context drives its hub; the
+    /// joining happens on a helper thread). From a pool worker or a hub callback it blocks the
+    /// thread instead.
     ///
     /// ```
     /// let pool = filature::tpool::Tpool::new("kill", 2);
@@ -348,12 +352,36 @@ impl Tpool {
         let Some(pool) = self.inner.state.write().pool.take() else {
             return Ok(());
         };
-        match deadline {
+        let stop = move || match deadline {
             None => {
                 pool.stop();
                 Ok(())
             }
             Some(deadline) => pool.stop_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        // A pool worker, or a hub callback, cannot wait green-style: stop right here.
+        if is_current_thread_worker() || crate::hub::with_core(|core| core.in_callback()) {
+            return stop();
+        }
+        // Otherwise stop on a helper thread and wait as this context waits, so the caller's hub
+        // keeps running (a job that needs that hub, say through a blocking call into it, can
+        // still finish).
+        let done = Event::new();
+        let tell = done.clone();
+        let helper = std::thread::Builder::new()
+            .name(format!("filature-tpool-{}-killall", self.name()))
+            .spawn(move || {
+                let _ = tell.send(stop());
+            });
+        if let Err(error) = helper {
+            panic!(
+                "tpool '{}': cannot start a thread to stop the pool: {error}",
+                self.name()
+            );
+        }
+        match done.wait() {
+            Ok(outcome) => outcome,
+            Err(failure) => failure.resume_unwind(),
         }
     }
 }
