@@ -93,8 +93,12 @@ fn a_cancelled_queued_job_never_runs() {
     drop(release);
     busy.wait();
     // A started job cannot be cancelled.
-    let started = pool.spawn(|| std::thread::sleep(Duration::from_millis(20)));
-    wait_for("the job to start", || pool.stats().busy == 1);
+    let (began, has_begun) = mpsc::channel();
+    let started = pool.spawn(move || {
+        began.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    has_begun.recv_timeout(LONG).expect("the job starts");
     assert!(!started.cancel());
     started.wait();
     pool.killall(); // runs and joins everything still queued
