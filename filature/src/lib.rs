@@ -14,6 +14,7 @@ pub mod pool;
 pub mod reactor;
 pub mod sync;
 pub mod threads;
+pub mod tpool;
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -14,7 +14,6 @@ use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        #[cfg(filature_api)]
         System {
             name: "filature",
             run: filature_offload,
@@ -49,7 +48,6 @@ fn metrics(mut lat: Vec<f64>, calls_per_sec: f64) -> Vec<Metric> {
 }
 
 /// Green threads on this thread's hub calling `tpool::execute`.
-#[cfg(filature_api)]
 fn filature_offload(cfg: &Config) -> Vec<Metric> {
     use filature::green;
     use filature::tpool;

@@ -138,7 +138,8 @@ impl Parker {
             Some(g) => g.check_interrupts(),
             None => {
                 // Not while unwinding (see `Green::check_interrupts`): the timeout stays pending.
-                if std::thread::panicking() {
+                // Nor while the main stack is lent to a pool job (`lend_stack`).
+                if std::thread::panicking() || self.core.main_lent.get() > 0 {
                     return;
                 }
                 if let Some(id) = self.core.main_timeout.take() {
@@ -146,6 +147,31 @@ impl Parker {
                 }
             }
         }
+    }
+}
+
+impl Parker {
+    /// Lends this context's stack to a pool job until the guard drops: meanwhile a kill or an
+    /// expired timeout is held back (it stays pending, and the first park point or
+    /// [`check_interrupts`](Parker::check_interrupts) after the guard is gone raises it), so no
+    /// park point can unwind the frames the job borrows from. The guard must be dropped on the
+    /// context that took it.
+    pub(crate) fn lend_stack(&self) -> LentStack<'_> {
+        let count = match &self.green {
+            Some(g) => &g.lent,
+            None => &self.core.main_lent,
+        };
+        count.set(count.get() + 1);
+        LentStack(count)
+    }
+}
+
+/// See [`Parker::lend_stack`].
+pub(crate) struct LentStack<'a>(&'a std::cell::Cell<u32>);
+
+impl Drop for LentStack<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -173,8 +199,8 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
 fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
     let cell: &ParkCell = &core.main_cell;
     let raise = |core: &Core| {
-        if std::thread::panicking() {
-            return; // see `Green::check_interrupts`
+        if std::thread::panicking() || core.main_lent.get() > 0 {
+            return; // see `Green::check_interrupts` and `Parker::lend_stack`
         }
         if let Some(id) = core.main_timeout.take() {
             std::panic::resume_unwind(Box::new(thread::TimeoutUnwind(id)));

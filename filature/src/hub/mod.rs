@@ -239,6 +239,9 @@ pub(crate) struct Core {
     pub(crate) main_cell: Unparker,
     /// A `Timeout` that expired while the main context ran, to raise at its next park point.
     pub(crate) main_timeout: Cell<Option<u64>>,
+    /// While > 0 the main context's stack is lent to a pool job: its timeouts are held back
+    /// (the main-context twin of `Green::lent`).
+    pub(crate) main_lent: Cell<u32>,
     /// Timers of delayed spawns not yet started, by green thread id (so a kill can fire them now).
     pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
 }
@@ -300,6 +303,7 @@ impl Core {
             panicking_at_resume: Cell::new(false),
             main_cell,
             main_timeout: Cell::new(None),
+            main_lent: Cell::new(0),
             delayed_spawns: RefCell::default(),
         })
     }

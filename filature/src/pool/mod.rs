@@ -1,6 +1,8 @@
-//! Native thread pools: [`ThreadPool`] (Twisted's contract, its traps fixed).
+//! Native thread pools: [`ThreadPool`] (Twisted's contract, its traps fixed). The eventlet-style
+//! [`tpool`](crate::tpool) is built on it.
 
 mod lock;
+pub(crate) mod scoped;
 mod thread_pool;
 
 pub use thread_pool::{

@@ -790,6 +790,24 @@ impl ThreadPool {
         Shared::submit(&self.shared, None, Box::new(f)).map(drop)
     }
 
+    /// [`call_in_thread`](ThreadPool::call_in_thread) for an already boxed job (no second box).
+    /// On `Err` the job has been dropped, on this thread, before this returns.
+    pub(crate) fn submit_boxed(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Stopped> {
+        Shared::submit(&self.shared, None, job).map(drop)
+    }
+
+    /// [`call_in_thread_cancellable`](ThreadPool::call_in_thread_cancellable) for a boxed job.
+    pub(crate) fn submit_boxed_cancellable(
+        &self,
+        job: Box<dyn FnOnce() + Send>,
+    ) -> Result<JobHandle, Stopped> {
+        let id = Shared::submit(&self.shared, None, job)?;
+        Ok(JobHandle {
+            shared: self.shared.clone(),
+            id,
+        })
+    }
+
     /// Like [`call_in_thread`](ThreadPool::call_in_thread), but returns a [`JobHandle`] that can
     /// cancel the job while it is still queued.
     ///
