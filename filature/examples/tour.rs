@@ -24,7 +24,7 @@ fn section(title: &str) {
 }
 
 fn main() {
-    println!("filature tour: hubs, green threads, sync, Deferred, thread pools, event queues");
+    println!("filature tour: hubs, green threads, sync, Deferred, thread pools, tpool, named threads, the reactor");
 
     hubs_and_timers();
     green_threads();
@@ -35,6 +35,9 @@ fn main() {
     deferreds();
     thread_pool();
     event_queue();
+    tpool_offload();
+    named_threads();
+    the_reactor();
 
     println!("\nTour finished.");
 }
@@ -301,5 +304,118 @@ fn event_queue() {
     println!(
         "unpaused and stopped gracefully: handled {:?}",
         seen.lock().unwrap()
+    );
+}
+
+fn tpool_offload() {
+    section("tpool: blocking work on a pool thread, only the caller waits");
+    let ticks = Rc::new(RefCell::new(0u32));
+    let t = ticks.clone();
+    let ticker = green::spawn(move || {
+        for _ in 0..10 {
+            *t.borrow_mut() += 1;
+            green::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut buf = vec![0u8; 1024]; // on this thread: the pool job borrows it
+    let start = Instant::now();
+    let caller = green::spawn(move || {
+        let sum = filature::tpool::execute(|| {
+            std::thread::sleep(Duration::from_millis(40)); // a blocking call (a database driver, say)
+            buf.fill(3);
+            buf.iter().map(|&b| b as u32).sum::<u32>()
+        });
+        (sum, std::thread::current().name().map(str::to_owned))
+    });
+    let (sum, thread) = caller.join();
+    ticker.join();
+    println!(
+        "tpool::execute ran a 40 ms blocking job that filled a borrowed buffer (sum {sum}) in {:?}",
+        start.elapsed()
+    );
+    println!(
+        "meanwhile another green thread on {thread:?} ticked {} times: only the caller waited",
+        ticks.borrow()
+    );
+}
+
+fn named_threads() {
+    section("named threads (ThreadManager)");
+    let tm = filature::threads::ThreadManager::new();
+    let path = std::env::temp_dir().join(format!("filature-tour-{}.cfg", std::process::id()));
+    let saved = Event::new();
+    for (i, line) in ["volume=7", "codec=opus"].into_iter().enumerate() {
+        let (p, s) = (path.clone(), saved.clone());
+        tm.call_in_thread("config", move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .unwrap();
+            writeln!(f, "{line}").unwrap();
+            if i == 1 {
+                let who = std::thread::current().name().unwrap_or("?").to_owned();
+                s.send(who).unwrap();
+            }
+        })
+        .unwrap();
+    }
+    println!("posted two saves to the 'config' thread; main() is free meanwhile");
+    let who = saved
+        .wait_timeout(Duration::from_secs(5))
+        .expect("saved")
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    println!(
+        "saved serially on thread {who:?}: {:?}",
+        text.lines().collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_file(&path);
+    tm.stop_timeout(Duration::from_secs(5)).unwrap();
+    println!(
+        "stopped: posting now says {}",
+        tm.call_in_thread("config", || ()).unwrap_err()
+    );
+}
+
+fn the_reactor() {
+    section("the reactor (Twisted-style, on its own thread here)");
+    use filature::reactor;
+    let d = reactor::defer_to_green_thread(|| {
+        green::sleep(Duration::from_millis(5));
+        reactor::is_reactor_thread()
+    });
+    let on_reactor = green::block_on(&d).unwrap();
+    println!("defer_to_green_thread ran on the reactor thread: {on_reactor}");
+    let v = reactor::blocking_call_from_thread(|| 6 * 7).unwrap();
+    println!("blocking_call_from_thread(|| 6 * 7) from main() -> {v}");
+    let d2 = reactor::blocking_call_from_thread_deferred(|| {
+        let d = Deferred::new();
+        let d2 = d.clone();
+        hub::call_later(Duration::from_millis(5), move || {
+            d2.callback("fired later").unwrap()
+        });
+        d
+    })
+    .unwrap();
+    println!("... and waited for a Deferred the reactor fired later: {d2:?}");
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..1000 {
+        let c = calls.clone();
+        reactor::call_from_thread(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    }
+    reactor::blocking_call_from_thread(|| ()).unwrap(); // runs after the 1000 (FIFO)
+    println!(
+        "1000 call_from_thread calls ran: {}",
+        calls.load(Ordering::Relaxed)
+    );
+    reactor::stop().unwrap();
+    println!(
+        "reactor stopped; call_from_thread now says: {}",
+        reactor::call_from_thread(|| ()).unwrap_err()
     );
 }

@@ -11,6 +11,15 @@
 //!   another thread always wakes the waiter, and of two racing fills exactly one wins.
 
 use loom::sync::Notify;
+
+/// Explores interleavings with at most 3 preemptions per execution (as `tests/loom_pool.rs`
+/// does): bugs in handshakes like these show up within a few preemptions, and the unbounded
+/// search takes far longer than CI can give.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
 use loom::thread;
 
 use crate::green::park::{Park, ParkCell, Unparker};
@@ -22,7 +31,7 @@ use crate::sync::Event;
 
 #[test]
 fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
-    loom::model(|| {
+    model(|| {
         let inbox: Arc<Inbox<(u8, u8)>> = Arc::new(Inbox::new());
         let waker = Arc::new(Notify::new());
         let producers: Vec<_> = (0..2u8)
@@ -99,7 +108,7 @@ impl Park for ModelParker {
 
 #[test]
 fn event_send_from_another_thread_wakes_the_waiter() {
-    loom::model(|| {
+    model(|| {
         let event: Event<u32> = Event::new();
         let parker = ModelParker {
             cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
@@ -116,7 +125,7 @@ fn event_send_from_another_thread_wakes_the_waiter() {
 
 #[test]
 fn two_waiters_on_two_threads_both_get_the_value() {
-    loom::model(|| {
+    model(|| {
         let event: Event<u32> = Event::new();
         let other = {
             let event = event.clone();
@@ -142,7 +151,7 @@ fn two_waiters_on_two_threads_both_get_the_value() {
 
 #[test]
 fn oneshot_fill_from_another_thread_wakes_the_waiter() {
-    loom::model(|| {
+    model(|| {
         let shot: Arc<Oneshot<u32>> = Arc::new(Oneshot::new());
         let parker = ModelParker {
             cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
@@ -159,7 +168,7 @@ fn oneshot_fill_from_another_thread_wakes_the_waiter() {
 
 #[test]
 fn oneshot_racing_fills_have_exactly_one_winner() {
-    loom::model(|| {
+    model(|| {
         let shot: Arc<Oneshot<u32>> = Arc::new(Oneshot::new());
         let fillers: Vec<_> = (1..=2u32)
             .map(|v| {

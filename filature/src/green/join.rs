@@ -111,6 +111,11 @@ pub(crate) struct JoinShared<T> {
 /// Completion order across all green threads ("first failure in time").
 static FINISH_SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// Moves whenever some green thread in the process ends in failure (for `join_all`).
+pub(crate) fn failure_epoch() -> u64 {
+    FINISH_SEQ.load(Ordering::Relaxed)
+}
+
 /// The type-erased side of `JoinShared` a green thread keeps for teardown.
 pub(crate) trait Complete {
     fn complete_killed(&self);

@@ -563,20 +563,42 @@ fn wait_all<T: 'static>(handles: &[JoinHandle<T>], stop_on_failure: bool) {
         }
     }
     let _unregister = Unregister(handles, &me);
+    // Register once on every handle (a completion takes the waiter list, waking us); then each
+    // wake-up only advances a cursor over settled handles, and looks for failures only when the
+    // process-wide failure counter moved. A join of n handles costs O(n), not O(n²).
+    let mut failures_seen = join::failure_epoch();
+    if stop_on_failure && handles.iter().any(|h| h.finish_seq().is_some()) {
+        return;
+    }
+    for h in handles {
+        h.add_waiter(me.clone());
+    }
+    let mut next = 0;
     loop {
-        let mut all = true;
-        for h in handles {
-            if stop_on_failure && h.finish_seq().is_some() && h.is_settled() {
-                return;
-            }
-            if !h.is_settled() {
-                all = false;
-                h.remove_waiter(&me);
-                h.add_waiter(me.clone());
+        while next < handles.len() && handles[next].is_settled() {
+            next += 1;
+        }
+        if next == handles.len() {
+            return;
+        }
+        if stop_on_failure {
+            let epoch = join::failure_epoch();
+            if epoch != failures_seen {
+                failures_seen = epoch;
+                if handles
+                    .iter()
+                    .any(|h| h.finish_seq().is_some() && h.is_settled())
+                {
+                    return;
+                }
             }
         }
-        if all {
-            return;
+        // The handle we wait on may have been lent to its link listeners after it took our
+        // registration: make sure we are registered on it.
+        let h = &handles[next];
+        h.remove_waiter(&me);
+        if !h.add_waiter(me.clone()) {
+            continue;
         }
         p.park(None);
     }
