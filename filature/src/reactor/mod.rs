@@ -40,7 +40,8 @@
 //! * **Stopping**: [`stop`] moved it here and stopped the loop. Calls are still accepted (the
 //!   inbox is open) and run; new blocking calls fail at once. The reactor thread fires the
 //!   shutdown event: `before` triggers run and the Deferreds they return are waited for — with a
-//!   timeout ([`set_shutdown_timeout`]), while the loop keeps running — then `during`, then
+//!   timeout ([`set_shutdown_timeout`]), while the loop keeps running — then `during` (among
+//!   them the stop of the [reactor thread pool](thread_pool), bounded by the same timeout), then
 //!   `after`. Then the hub shuts down: the inbox closes (later posts get [`Stopped`]) and every
 //!   call it had accepted runs; green threads still alive are killed and unwound (their joiners
 //!   see `Killed`); pending futures fail with `Stopped`; timers not yet due are cancelled (a

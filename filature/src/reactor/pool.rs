@@ -53,8 +53,15 @@ pub const DEFAULT_MAX_THREADS: usize = 10;
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
 static HOOKED: Once = Once::new();
 
-/// The reactor's thread pool (Twisted's `reactor.getThreadPool()`), created on first use and
-/// hooked to the reactor's life cycle (see the [module docs](self)). Does not start the reactor.
+/// The reactor's thread pool (Twisted's `reactor.getThreadPool()`): named `reactor` (threads
+/// `filature-pool-reactor-<n>`), min 0, max [`DEFAULT_MAX_THREADS`], created on first use. Does
+/// not start the reactor.
+///
+/// It starts when the reactor starts (work submitted earlier waits in its queue) and stops in
+/// the reactor's `during shutdown` phase: queued jobs still run, and the reactor waits for the
+/// stop at most its [shutdown timeout](super::set_shutdown_timeout) while its loop keeps serving
+/// calls, then shuts down regardless (a warning names the stuck jobs). Afterwards it refuses
+/// work with [`Stopped`].
 ///
 /// ```
 /// use filature::reactor;
