@@ -975,6 +975,18 @@ impl ThreadPool {
         Ok(())
     }
 
+    /// The current `(min, max)` (as last set by [`new`](ThreadPool::new) or
+    /// [`adjust_pool_size`](ThreadPool::adjust_pool_size)).
+    ///
+    /// ```
+    /// let pool = filature::pool::ThreadPool::new(1, 4).unwrap();
+    /// assert_eq!(pool.limits(), (1, 4));
+    /// ```
+    pub fn limits(&self) -> (usize, usize) {
+        let st = self.shared.lock();
+        (st.min, st.max)
+    }
+
     /// Counters read under one lock: `workers == busy + idle` always holds.
     ///
     /// ```

@@ -3,7 +3,9 @@
 //! The reactor is an ordinary hub on one OS thread. [`run`] makes the calling thread that thread
 //! (Twisted's `reactor.run()`, eventlib's `join_reactor`) until [`stop`]; otherwise the first
 //! entry point that needs it ([`call_from_thread`], [`call_in_reactor`], [`call_later`],
-//! [`call_in_green_thread`], [`defer_to_green_thread`], the blocking calls) starts it on a
+//! [`call_in_green_thread`], [`defer_to_green_thread`], the blocking calls, and the thread-pool
+//! entry points [`call_in_thread`], [`defer_to_thread`], [`call_multiple_in_thread`],
+//! [`defer_to_thread_pool`]) starts it on a
 //! dedicated thread named `filature-reactor`. Registering for its life cycle
 //! ([`call_when_running`], [`add_system_event_trigger`]) does not start it, and after
 //! [`prepare_run`] nothing does: work queues until the prepared thread calls [`run`]. It runs once
@@ -38,7 +40,8 @@
 //! * **Stopping**: [`stop`] moved it here and stopped the loop. Calls are still accepted (the
 //!   inbox is open) and run; new blocking calls fail at once. The reactor thread fires the
 //!   shutdown event: `before` triggers run and the Deferreds they return are waited for — with a
-//!   timeout ([`set_shutdown_timeout`]), while the loop keeps running — then `during`, then
+//!   timeout ([`set_shutdown_timeout`]), while the loop keeps running — then `during` (among
+//!   them the stop of the [reactor thread pool](thread_pool), bounded by the same timeout), then
 //!   `after`. Then the hub shuts down: the inbox closes (later posts get [`Stopped`]) and every
 //!   call it had accepted runs; green threads still alive are killed and unwound (their joiners
 //!   see `Killed`); pending futures fail with `Stopped`; timers not yet due are cancelled (a
@@ -60,6 +63,7 @@
 
 mod calls;
 mod delayed;
+mod pool;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -80,6 +84,10 @@ pub use calls::{
     call_in_green_thread, call_in_reactor, defer_to_green_thread,
 };
 pub use delayed::{call_later, DelayedCall};
+pub use pool::{
+    call_in_thread, call_multiple_in_thread, defer_to_thread, defer_to_thread_pool,
+    suggest_thread_pool_size, thread_pool, DEFAULT_MAX_THREADS, THREAD_POOL_NAME,
+};
 
 /// The name of the thread the reactor starts on when nobody calls [`run`].
 pub const THREAD_NAME: &str = "filature-reactor";
