@@ -8,9 +8,7 @@
 //! ```
 //!
 //! Each scenario has one function per system and a registry entry listing them
-//! (see [`scenarios`]). The filature functions are written against the
-//! library's API and compiled only with `--cfg filature_api`
-//! (`RUSTFLAGS='--cfg filature_api' cargo run --release -p filature-bench -- all`).
+//! (see [`scenarios`]); filature runs first, then its peers, in the same process.
 
 mod harness;
 mod scenarios;

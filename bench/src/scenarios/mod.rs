@@ -1,5 +1,5 @@
 //! The scenarios, one module each. A module exposes `systems()` (filature's
-//! entry first, behind `cfg(filature_api)`, then the peers) and one function
+//! entry first, then the peers) and one function
 //! per system that returns that system's measured metrics.
 
 pub(crate) mod blocking_call;
