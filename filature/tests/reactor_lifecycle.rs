@@ -2,12 +2,14 @@
 //! process, so every test re-runs this binary as a child process that executes only that test
 //! (selected by name through an environment variable), with a time limit.
 
+mod common;
+
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::in_child;
 use filature::deferred::Deferred;
 use filature::green::{self, JoinError};
 use filature::hub::DelayedCallError;
@@ -15,46 +17,7 @@ use filature::reactor::{self, Phase, ReactorError, SystemEvent};
 use filature::sync::Event;
 use filature::Stopped;
 
-const CHILD_ENV: &str = "FILATURE_REACTOR_CHILD";
-const CHILD_LIMIT: Duration = Duration::from_secs(60);
 const LONG: Duration = Duration::from_secs(20);
-
-/// Runs `body` in a fresh child process (this test binary, filtered to `name`).
-fn in_child(name: &str, body: impl FnOnce()) {
-    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
-        body();
-        return;
-    }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(CHILD_ENV, name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(CHILD_LIMIT) {
-        Ok(out) => {
-            let out = out.unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(out.status.success(), "child '{name}' failed:\n{text}");
-            assert!(
-                text.contains("1 passed"),
-                "child '{name}' ran no test:\n{text}"
-            );
-        }
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("child '{name}' did not finish within {CHILD_LIMIT:?}");
-        }
-    }
-}
 
 type Log = Arc<Mutex<Vec<String>>>;
 

@@ -24,7 +24,6 @@ mod command;
 mod join;
 pub(crate) mod park;
 mod pool;
-#[allow(dead_code)]
 pub(crate) mod stack;
 pub(crate) mod thread;
 mod timeout;

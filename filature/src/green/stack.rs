@@ -253,6 +253,7 @@ impl GreenStack {
     }
 
     /// Usable bytes between `limit() + guard` and `base()`.
+    #[cfg(test)]
     pub(crate) fn usable_size(&self) -> usize {
         self.slot_size - GUARD_SIZE - HEADER_SIZE
     }
@@ -500,6 +501,7 @@ pub fn force_mprotect_guards() {
 }
 
 /// A snapshot of the arena, for benches and introspection.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StackStats {
     /// Regions reserved (each about 1 GiB of address space, never returned).
@@ -516,6 +518,7 @@ pub(crate) struct StackStats {
 
 /// See [`StackStats`]. Takes the arena lock; the counters are read without synchronisation
 /// against other threads, so under concurrent use they are only approximately consistent.
+#[cfg(test)]
 pub(crate) fn stats() -> StackStats {
     let arena = ARENA.lock();
     let shared: usize = arena.classes.iter().map(|c| c.free.len()).sum();

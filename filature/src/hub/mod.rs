@@ -7,8 +7,9 @@
 //!   timers, the mio `Poll`, the local callback queue.
 //! * The **handle** ([`HubHandle`], `Send + Sync + Clone`) is the part other threads may touch:
 //!   the inbox and the mio `Waker` (`HubShared`).
-//! * A **pass** (`Core::turn`) drains the inbox once, fires due timers, runs every green thread that
-//!   was ready at the start of the pass once, then polls I/O (blocking only when nothing is ready).
+//! * A **pass** (`Core::turn`) drains the inbox once, fires due timers, resumes ready green threads
+//!   in FIFO order (a yielding one goes to the back) until none is ready or a budget of resumes is
+//!   spent, then polls I/O (blocking only when nothing is ready).
 //!
 //! # Three contexts
 //!

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -120,3 +121,45 @@ pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 pub(crate) const LONG: Duration = Duration::from_secs(30);
+
+/// The variable that tells a re-run test binary which single test it is the child for.
+const TEST_CHILD_ENV: &str = "FILATURE_TEST_CHILD";
+/// How long a child test process may take before it is killed.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `body` in a fresh child process (this test binary, filtered to `name`).
+pub(crate) fn in_child(name: &str, body: impl FnOnce()) {
+    if std::env::var(TEST_CHILD_ENV).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(TEST_CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(CHILD_LIMIT) {
+        Ok(out) => {
+            let out = out.unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "child '{name}' failed:\n{text}");
+            assert!(
+                text.contains("1 passed"),
+                "child '{name}' ran no test:\n{text}"
+            );
+        }
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("child '{name}' did not finish within {CHILD_LIMIT:?}");
+        }
+    }
+}
