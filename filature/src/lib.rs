@@ -21,3 +21,13 @@ mod loom_models;
 
 pub use error::{AlreadyCalled, Cancelled, Stopped, TimedOut};
 pub use failure::Failure;
+
+/// Attribute macros that move a function's body to a named thread, the reactor or a green thread
+/// (SIP SIMPLE's `run_in_thread`, `run_in_twisted_thread`, `run_in_green_thread`,
+/// `run_in_waitable_green_thread`). See each macro's page.
+pub use filature_macros::{
+    run_in_green_thread, run_in_reactor, run_in_thread, run_in_waitable_green_thread,
+};
+
+#[doc(hidden)]
+pub mod __private;

@@ -320,18 +320,42 @@ impl Builder {
         if hub.is_current() {
             return Ok(self.spawn(f));
         }
+        self.spawn_posted(hub, |job| hub.call_boxed(job), f)
+    }
+
+    /// Spawns on `hub`, handing the job that starts the green thread to `post`, which must run
+    /// it on `hub`'s thread or drop it (the handle then reports `Killed`). Returns at once.
+    pub(crate) fn spawn_posted<F, T>(
+        self,
+        hub: &HubHandle,
+        post: impl FnOnce(Box<dyn FnOnce() + Send>) -> Result<(), Stopped>,
+        f: F,
+    ) -> Result<JoinHandle<T>, Stopped>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let cell = Arc::new(ParkCell::new(hub.shared.clone(), next_id()));
         let shared = join::JoinShared::new(cell, self.name.clone());
         let size = self.size();
         let mut pending = NotStarted(Some(shared.clone()));
-        hub.call(move || {
+        post(hub::box_call(move || {
             let sh = pending.0.take().expect("runs once");
             hub::with_core(|core| {
-                if let Err(e) = Green::start(core, sh.clone(), size, f) {
+                if !Arc::ptr_eq(&core.shared, &sh.cell.hub) {
+                    // Only `reactor::spawn` before `run` can get here: `run` was called on
+                    // another thread than `prepare_run`.
+                    tracing::error!(
+                        "green thread spawned for hub '{}' reached hub '{}'; not started",
+                        sh.cell.hub.name(),
+                        core.shared.name()
+                    );
+                    join::Complete::complete_killed(&*sh);
+                } else if let Err(e) = Green::start(core, sh.clone(), size, f) {
                     sh.complete(Err(JoinError::Panicked(crate::Failure::from_error(e))));
                 }
             })
-        })?;
+        }))?;
         Ok(JoinHandle::new(shared))
     }
 

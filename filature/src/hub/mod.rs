@@ -83,6 +83,13 @@ pub(crate) struct HubShared {
 }
 
 impl HubShared {
+    /// The hub's name (its thread's name).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl HubShared {
     fn post(&self, msg: Msg) -> Result<(), Msg> {
         match self.inbox.push(msg) {
             Ok(Wake::Yes) => {

@@ -102,6 +102,117 @@ pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Sto
     call_in_reactor(move || drop(green::spawn(f)))
 }
 
+/// Spawns `f` as a green thread on the reactor and returns its [`JoinHandle`] at once (SIP
+/// SIMPLE's `run_in_waitable_green_thread`). The handle can be joined from any context: a green
+/// thread on any hub, a thread's main context, another OS thread. `join` gives the value or
+/// re-raises the panic; `join_result`/`join_timeout` give them as values.
+///
+/// Starts the reactor if nobody has (waiting the moment its thread needs to publish its hub).
+/// Before [`run`](super::run) on a thread that called [`prepare_run`](super::prepare_run), the
+/// green thread is queued and starts when the reactor runs. Once the reactor has stopped, or if
+/// its shutdown kills the green thread, the handle reports [`JoinError::Killed`].
+///
+/// ```
+/// use filature::{green, reactor};
+///
+/// let h = reactor::spawn(|| {
+///     green::sleep(std::time::Duration::from_millis(1));
+///     reactor::is_reactor_thread()
+/// });
+/// assert!(h.join());
+/// ```
+pub fn spawn<F, T>(f: F) -> green::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let builder = green::Builder::new();
+    let hub = match HUB.get() {
+        Some(h) => h.clone(),
+        None => {
+            let mut l = super::life();
+            match (HUB.get(), l.state, l.prepared_hub.clone()) {
+                (Some(h), ..) => h.clone(),
+                (None, super::State::Stopping | super::State::Stopped, _) => {
+                    drop(l);
+                    return never_started(&hub::current(), f);
+                }
+                (None, _, Some(prepared)) => {
+                    // `serve` moves `pending` into the hub's inbox when `run` starts.
+                    return builder
+                        .spawn_posted(
+                            &prepared,
+                            |job| {
+                                l.pending.push(job);
+                                Ok(())
+                            },
+                            f,
+                        )
+                        .expect("queueing cannot fail");
+                }
+                (None, _, None) => {
+                    super::ensure_started(&mut l);
+                    drop(l);
+                    match wait_for_hub() {
+                        Some(h) => h,
+                        None => return never_started(&hub::current(), f),
+                    }
+                }
+            }
+        }
+    };
+    if hub.is_current() && !hub.is_closed() {
+        return builder.spawn(f);
+    }
+    // A refused post drops the start job, which reports `Killed` to the handle.
+    builder
+        .spawn_posted(
+            &hub,
+            |job| {
+                let _ = hub.call_boxed(job);
+                Ok(())
+            },
+            f,
+        )
+        .expect("the post closure never fails")
+}
+
+/// A handle for a green thread that will never start: it reports [`JoinError::Killed`].
+fn never_started<F, T>(hub: &hub::HubHandle, f: F) -> green::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    green::Builder::new()
+        .spawn_posted(
+            hub,
+            |job| {
+                drop(job);
+                Ok(())
+            },
+            f,
+        )
+        .expect("the post closure never fails")
+}
+
+/// Waits for the reactor thread that `ensure_started` just started to publish its hub (it does
+/// so before running anything). Bounded, so a reactor thread that cannot start is not a hang.
+fn wait_for_hub() -> Option<hub::HubHandle> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if let Some(h) = HUB.get() {
+            return Some(h.clone());
+        }
+        if Instant::now() >= deadline {
+            tracing::error!("the reactor thread did not start within 10 s");
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
 /// Runs `f` in a new green thread on the reactor and returns a Deferred of its value (eventlib's
 /// `deferToGreenThread`). The Deferred fires on the reactor thread: with the value, with the panic
 /// as a failure, with a [`JoinError`] failure if the green thread is killed (a reactor shutdown

@@ -81,7 +81,7 @@ pub use calls::{
     blocking_call_from_thread, blocking_call_from_thread_deferred,
     blocking_call_from_thread_deferred_timeout, blocking_call_from_thread_future,
     blocking_call_from_thread_future_timeout, blocking_call_from_thread_timeout, call_from_thread,
-    call_in_green_thread, call_in_reactor, defer_to_green_thread,
+    call_in_green_thread, call_in_reactor, defer_to_green_thread, spawn,
 };
 pub use delayed::{call_later, DelayedCall};
 pub use pool::{
@@ -103,6 +103,7 @@ static LIFE: Mutex<Life> = Mutex::new(Life {
     state: State::Idle,
     thread: None,
     prepared: None,
+    prepared_hub: None,
     pending: Vec::new(),
     triggers: Vec::new(),
     next_id: 1,
@@ -125,6 +126,8 @@ struct Life {
     thread: Option<String>,
     /// Set by `prepare_run`: the thread that will call `run`; entry points do not auto-start.
     prepared: Option<std::thread::ThreadId>,
+    /// That thread's hub, which becomes the reactor's if it is the one that calls `run`.
+    prepared_hub: Option<HubHandle>,
     /// Calls posted before the hub was published.
     pending: Vec<Box<dyn FnOnce() + Send>>,
     triggers: Vec<Trigger>,
@@ -296,6 +299,7 @@ pub fn prepare_run() -> Result<(), ReactorError> {
     match l.state {
         State::Idle => {
             l.prepared = Some(std::thread::current().id());
+            l.prepared_hub = Some(hub::current());
             Ok(())
         }
         State::Running | State::Stopping => Err(ReactorError::AlreadyRunning(
