@@ -142,9 +142,13 @@ enum Target {
 }
 
 fn expand(macro_name: &str, attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
-    match try_expand(macro_name, attr, item) {
+    match try_expand(macro_name, attr, item.clone()) {
         Ok(ts) => ts,
-        Err(e) => e.to_compile_error(),
+        // The item goes out unchanged with the errors, so callers see no follow-up errors.
+        Err(e) => {
+            let e = e.to_compile_error();
+            quote!(#e #item)
+        }
     }
 }
 
@@ -287,10 +291,10 @@ fn check_signature(macro_name: &str, func: &ItemFn, target: &Target, errors: &mu
                         ),
                     );
                 } else {
-                    check_type(macro_name, &r.ty, errors);
+                    check_type(macro_name, &r.ty, true, errors);
                 }
             }
-            FnArg::Typed(t) => check_type(macro_name, &t.ty, errors),
+            FnArg::Typed(t) => check_type(macro_name, &t.ty, true, errors),
         }
     }
     match (target, &sig.output) {
@@ -302,7 +306,7 @@ fn check_signature(macro_name: &str, func: &ItemFn, target: &Target, errors: &mu
                      `JoinHandle<T>`), not `impl Trait`",
                 );
             }
-            check_type(macro_name, ty, errors);
+            check_type(macro_name, ty, false, errors);
         }
         (Target::Waitable, ReturnType::Default) => {}
         (_, ReturnType::Default) => {}
@@ -323,10 +327,11 @@ fn is_unit(ty: &Type) -> bool {
 }
 
 /// Rejects borrows in a type: references without `'static`, any non-`'static` lifetime, and
-/// `impl Trait` without a `'static` bound.
-fn check_type(macro_name: &str, ty: &Type, errors: &mut Errors) {
+/// (in an argument) `impl Trait` without a `'static` bound.
+fn check_type(macro_name: &str, ty: &Type, is_arg: bool, errors: &mut Errors) {
     struct Borrows<'e> {
         macro_name: &'e str,
+        is_arg: bool,
         errors: &'e mut Errors,
     }
     impl<'ast> Visit<'ast> for Borrows<'_> {
@@ -362,7 +367,7 @@ fn check_type(macro_name: &str, ty: &Type, errors: &mut Errors) {
                 .bounds
                 .iter()
                 .any(|b| matches!(b, TypeParamBound::Lifetime(l) if l.ident == "static"));
-            if !has_static {
+            if self.is_arg && !has_static {
                 self.errors.push(
                     it.span(),
                     format!(
@@ -375,7 +380,12 @@ fn check_type(macro_name: &str, ty: &Type, errors: &mut Errors) {
             syn::visit::visit_type_impl_trait(self, it);
         }
     }
-    Borrows { macro_name, errors }.visit_type(ty);
+    Borrows {
+        macro_name,
+        is_arg,
+        errors,
+    }
+    .visit_type(ty);
 }
 
 fn generate(mut func: ItemFn, target: Target) -> TokenStream2 {
