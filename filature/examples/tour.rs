@@ -24,7 +24,7 @@ fn section(title: &str) {
 }
 
 fn main() {
-    println!("filature tour: hubs, green threads, sync, Deferred, thread pools, tpool, named threads, the reactor");
+    println!("filature tour: hubs, green threads, sync, Deferred, thread pools, tpool, named threads, macros, the reactor");
 
     hubs_and_timers();
     green_threads();
@@ -37,6 +37,7 @@ fn main() {
     event_queue();
     tpool_offload();
     named_threads();
+    attribute_macros();
     the_reactor();
 
     println!("\nTour finished.");
@@ -377,6 +378,74 @@ fn named_threads() {
         "stopped: posting now says {}",
         tm.call_in_thread("config", || ()).unwrap_err()
     );
+}
+
+/// Saves one line of configuration, slowly, on the "config" named thread: callers from any thread
+/// return at once and the saves happen one after another, in the order they were posted.
+#[filature::run_in_thread("config")]
+fn save_setting(path: std::path::PathBuf, line: &'static str, done: Option<Event<String>>) {
+    use std::io::Write;
+    std::thread::sleep(Duration::from_millis(20)); // a slow disk
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+    if let Some(done) = done {
+        let who = std::thread::current().name().unwrap_or("?").to_owned();
+        done.send(who).unwrap();
+    }
+}
+
+/// Counts reactor ticks in a green thread on the reactor until `stop` is set.
+#[filature::run_in_green_thread]
+fn tick(ticks: Arc<AtomicUsize>, stop: Arc<std::sync::atomic::AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        green::sleep(Duration::from_millis(2));
+        ticks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads the file back in a green thread on the reactor; the caller gets a `JoinHandle`.
+#[filature::run_in_waitable_green_thread]
+fn read_back(path: std::path::PathBuf) -> Vec<String> {
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines().map(str::to_owned).collect()
+}
+
+fn attribute_macros() {
+    section("attribute macros: #[run_in_thread], #[run_in_green_thread], #[run_in_waitable_green_thread]");
+    let path =
+        std::env::temp_dir().join(format!("filature-tour-macros-{}.cfg", std::process::id()));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tick(ticks.clone(), stop.clone());
+    let saved = Event::new();
+    let t = Instant::now();
+    save_setting(path.clone(), "volume=7", None);
+    save_setting(path.clone(), "codec=opus", None);
+    save_setting(path.clone(), "ring=classic", Some(saved.clone()));
+    println!("main() posted three saves in {:?}", t.elapsed());
+    let who = saved
+        .wait_timeout(Duration::from_secs(5))
+        .expect("saved")
+        .unwrap();
+    let during = ticks.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    println!(
+        "saved serially on thread {who:?} in {:?}; the reactor ticked {during} times meanwhile",
+        t.elapsed()
+    );
+    let lines = read_back(path.clone())
+        .join_timeout(Duration::from_secs(5))
+        .ok()
+        .unwrap();
+    println!("read back in a waitable green thread on the reactor: {lines:?}");
+    let _ = std::fs::remove_file(&path);
+    filature::threads::ThreadManager::global()
+        .stop_timeout(Duration::from_secs(5))
+        .unwrap();
 }
 
 fn the_reactor() {
