@@ -533,3 +533,37 @@ fn waitable_before_a_prepared_run_starts_when_the_reactor_runs() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generics and trait methods
+
+#[run_in_waitable_green_thread]
+fn echo<T>(value: T) -> T
+where
+    T: Clone + Send + 'static,
+{
+    value.clone()
+}
+
+trait Sink {
+    fn put(self, what: String, done: mpsc::Sender<String>);
+}
+
+#[derive(Clone)]
+struct ThreadSink;
+
+impl Sink for ThreadSink {
+    #[run_in_thread("macros-trait")]
+    fn put(self, what: String, done: mpsc::Sender<String>) {
+        done.send(format!("{what} on {}", thread_name())).unwrap();
+    }
+}
+
+#[test]
+fn generic_functions_and_trait_methods_work() {
+    assert_eq!(echo(vec![1, 2, 3]).join(), vec![1, 2, 3]);
+    assert_eq!(echo("text".to_owned()).join(), "text");
+    let (tx, rx) = mpsc::channel();
+    ThreadSink.put("x".into(), tx);
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), "x on macros-trait");
+}
