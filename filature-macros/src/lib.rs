@@ -38,10 +38,10 @@ use syn::{Expr, FnArg, GenericParam, ItemFn, ReturnType, Token, Type, TypeParamB
 /// `#[run_in_thread("id")]` uses `ThreadManager::global().call_in_thread`: inline, before the
 /// call returns, when called on thread `id`; queued otherwise (FIFO per caller, exactly once).
 /// `#[run_in_thread("id", scheduled)]` always queues, even on thread `id`. The id may be any
-/// expression of type `&str` (a literal or a `const`). The function returns nothing; a panic in
-/// the body is logged by the named thread, which goes on (inline, it reaches the caller). Posting
-/// after `ThreadManager::stop` panics with the error; call `call_in_thread` directly to get it as
-/// a value.
+/// expression of a type that is `AsRef<str>` (a literal, a `const`, a `String`), evaluated at
+/// each call. The function returns nothing; a panic in the body is logged by the named thread,
+/// which goes on (inline, it reaches the caller). Posting after `ThreadManager::stop` panics with
+/// the error; call `call_in_thread` directly to get it as a value.
 ///
 /// ```
 /// use filature::run_in_thread;

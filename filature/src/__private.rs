@@ -8,16 +8,16 @@ use crate::{green, reactor, threads::ThreadManager};
 /// `#[run_in_thread(id)]` and `#[run_in_thread(id, scheduled)]`.
 #[track_caller]
 pub fn run_in_thread(
-    id: &str,
+    id: impl AsRef<str>,
     scheduled: bool,
     func: &'static str,
     f: impl FnOnce() + Send + 'static,
 ) {
     let manager = ThreadManager::global();
     let r = if scheduled {
-        manager.schedule_in_thread(id, f)
+        manager.schedule_in_thread(id.as_ref(), f)
     } else {
-        manager.call_in_thread(id, f)
+        manager.call_in_thread(id.as_ref(), f)
     };
     if let Err(e) = r {
         panic!("#[run_in_thread] fn {func}: {e}");
