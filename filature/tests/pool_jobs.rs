@@ -6,16 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::LogCapture;
+use common::{thread_name, LogCapture};
 use filature::pool::{is_current_thread_worker, ThreadPool};
 use filature::Failure;
-
-fn thread_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("<unnamed>")
-        .to_owned()
-}
 
 #[test]
 fn on_result_runs_on_the_worker_thread() {

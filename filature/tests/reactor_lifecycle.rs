@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{in_child, LogCapture};
+use common::{in_child, log, push, LogCapture};
 use filature::deferred::Deferred;
 use filature::green::{self, JoinError};
 use filature::hub::DelayedCallError;
@@ -17,16 +17,6 @@ use filature::sync::Event;
 use filature::Stopped;
 
 const LONG: Duration = Duration::from_secs(20);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.lock().unwrap().push(s.into());
-}
 
 /// Waits until the reactor refuses calls (its inbox closed), at most `LONG`.
 fn wait_until_closed() {

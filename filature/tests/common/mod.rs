@@ -139,6 +139,37 @@ impl std::ops::Deref for LogCapture {
     }
 }
 
+/// The current OS thread's name, `<unnamed>` if it has none.
+pub(crate) fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed>")
+        .to_owned()
+}
+
+/// Polls `cond` (sleeping, not driving a hub) until it holds or 5 s pass; its last answer.
+pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// An ordered record of what happened, shared between threads.
+pub(crate) type Log = Arc<Mutex<Vec<String>>>;
+
+pub(crate) fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+pub(crate) fn push(log: &Log, s: impl Into<String>) {
+    log.lock().unwrap().push(s.into());
+}
+
 /// Counts its drops in a shared cell.
 pub(crate) struct DropCount(pub(crate) Rc<Cell<u32>>);
 
