@@ -1,18 +1,15 @@
 //! The callback chain: firing once, the four ways to add a link, ordering, waiting on an inner
 //! Deferred, type-changing links, panics, and the helpers `succeed`/`fail`/`maybe_deferred`.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
+use common::{log, Log};
 use filature::deferred::{
     fail, maybe_deferred, succeed, ChainedToItself, Deferred, Outcome, ResultTaken,
 };
 use filature::{AlreadyCalled, Cancelled, Failure, TimedOut};
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
 
 fn entries(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()

@@ -1,11 +1,13 @@
 //! "Unhandled error in Deferred": logged once, when the last holder drops a failed Deferred whose
 //! failure nobody observed — captured here from `tracing`.
 
+mod common;
+
 use std::future::Future;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use common::LogCapture;
 use filature::deferred::{fail, gather_results, Deferred, DeferredList, Outcome};
 use filature::{Failure, TimedOut};
 
@@ -15,42 +17,12 @@ impl Wake for Noop {
     fn wake(self: Arc<Self>) {}
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Runs `f` with a subscriber that writes bare messages into a buffer; returns the logged lines.
-fn capture(f: impl FnOnce(&Buffer)) -> Vec<String> {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || f(&buffer));
-    buffer.lines()
+/// Runs `f` with bare-message log capture on this thread; returns the lines logged by the time
+/// `f` (and everything it owns) is done.
+fn capture(f: impl FnOnce(&LogCapture)) -> Vec<String> {
+    let logs = LogCapture::start_bare();
+    f(&logs);
+    logs.lines()
 }
 
 fn unhandled(lines: &[String]) -> usize {
@@ -62,18 +34,18 @@ fn unhandled(lines: &[String]) -> usize {
 
 #[test]
 fn dropped_failure_is_logged_once_when_the_last_holder_drops_it() {
-    let lines = capture(|buffer| {
+    let lines = capture(|logs| {
         let d = fail::<u32>(Failure::from_error(TimedOut));
         let clones = vec![d.clone(), d.clone(), d.clone()];
         drop(d);
         drop(clones[0].clone());
-        assert!(buffer.lines().is_empty(), "not while a holder remains");
+        assert!(logs.lines().is_empty(), "not while a holder remains");
         let mut clones = clones;
         clones.truncate(1);
-        assert!(buffer.lines().is_empty(), "not while a holder remains");
+        assert!(logs.lines().is_empty(), "not while a holder remains");
         drop(clones);
         assert_eq!(
-            unhandled(&buffer.lines()),
+            unhandled(&logs.lines()),
             1,
             "logged at once when the last holder drops it"
         );

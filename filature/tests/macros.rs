@@ -6,7 +6,7 @@ mod common;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use common::in_child;
+use common::{in_child, log, push, Log};
 use filature::green::{self, JoinError, JoinHandle};
 use filature::threads::ThreadManager;
 use filature::{
@@ -14,16 +14,6 @@ use filature::{
 };
 
 const LONG: Duration = Duration::from_secs(20);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.lock().unwrap().push(s.into());
-}
 
 fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_owned()

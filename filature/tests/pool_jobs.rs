@@ -1,48 +1,14 @@
 //! ThreadPool jobs: results and callbacks on the worker, panics contained, cancellation.
 
-use std::io::Write;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Once};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::{thread_name, LogCapture};
 use filature::pool::{is_current_thread_worker, ThreadPool};
 use filature::Failure;
-
-fn thread_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("<unnamed>")
-        .to_owned()
-}
-
-/// Everything logged through `tracing` in this test binary.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| LogWriter)
-            .with_ansi(false)
-            .init();
-    });
-}
-
-fn logged(needle: &str) -> bool {
-    String::from_utf8_lossy(&LOG.lock().unwrap()).contains(needle)
-}
 
 #[test]
 fn on_result_runs_on_the_worker_thread() {
@@ -90,7 +56,7 @@ fn on_result_gets_the_failure_of_a_panicking_job() {
 
 #[test]
 fn a_panicking_job_does_not_kill_its_worker() {
-    capture_logs();
+    let logs = LogCapture::global();
     let pool = ThreadPool::with_name("panics", 1, 1).unwrap();
     pool.start().unwrap();
     pool.call_in_thread_named("exploding-job", || panic!("job panic for the log"))
@@ -103,14 +69,17 @@ fn a_panicking_job_does_not_kill_its_worker() {
         "filature-pool-panics-1"
     );
     assert_eq!(pool.stats().workers, 1, "still the same single worker");
-    assert!(logged("job panic for the log"), "the panic was logged");
-    assert!(logged("exploding-job"), "the log names the job");
+    assert!(
+        logs.contains("job panic for the log"),
+        "the panic was logged"
+    );
+    assert!(logs.contains("exploding-job"), "the log names the job");
     pool.stop();
 }
 
 #[test]
 fn a_panicking_on_result_is_logged_and_the_worker_survives() {
-    capture_logs();
+    let logs = LogCapture::global();
     let pool = ThreadPool::with_name("cbpanic", 1, 1).unwrap();
     pool.start().unwrap();
     pool.call_in_thread_with_callback(
@@ -126,7 +95,7 @@ fn a_panicking_on_result_is_logged_and_the_worker_survives() {
         "filature-pool-cbpanic-1"
     );
     assert_eq!(pool.stats().workers, 1);
-    assert!(logged("on_result panic for the log"));
+    assert!(logs.contains("on_result panic for the log"));
     pool.stop();
 }
 

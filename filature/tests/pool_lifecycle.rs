@@ -1,31 +1,15 @@
 //! ThreadPool life cycle: start, on-demand threads, stop (drains, joins, idempotent, with a
 //! timeout that names stuck jobs), and refusing work after stop.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{eventually, thread_name};
 use filature::pool::{PoolStats, ThreadPool};
-
-fn thread_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("<unnamed>")
-        .to_owned()
-}
-
-/// Polls `cond` until it holds or 5 s pass.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cond()
-}
 
 #[test]
 fn invalid_sizes_are_rejected() {

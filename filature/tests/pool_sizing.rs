@@ -1,21 +1,13 @@
 //! ThreadPool sizing: shrinking under a backlog, growing, idle retirement, consistent stats.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use filature::pool::ThreadPool;
-
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cond()
-}
 
 /// Twisted's trap: after shrinking 10 → 2 under a backlog, all ten threads kept running until
 /// the backlog drained. Here concurrency drops to 2 as soon as the running jobs end.

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::in_child;
+use common::{in_child, log, push, LogCapture};
 use filature::deferred::Deferred;
 use filature::green::{self, JoinError};
 use filature::hub::DelayedCallError;
@@ -18,16 +17,6 @@ use filature::sync::Event;
 use filature::Stopped;
 
 const LONG: Duration = Duration::from_secs(20);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.lock().unwrap().push(s.into());
-}
 
 /// Waits until the reactor refuses calls (its inbox closed), at most `LONG`.
 fn wait_until_closed() {
@@ -253,12 +242,7 @@ fn a_panicking_trigger_is_logged_and_the_others_still_run() {
     in_child(
         "a_panicking_trigger_is_logged_and_the_others_still_run",
         || {
-            let buffer = Buffer::default();
-            let w = buffer.clone();
-            tracing_subscriber::fmt()
-                .with_writer(move || w.clone())
-                .with_ansi(false)
-                .init();
+            let logs = LogCapture::global();
             let ran = Arc::new(AtomicUsize::new(0));
             for i in 0..3 {
                 let r = ran.clone();
@@ -280,7 +264,7 @@ fn a_panicking_trigger_is_logged_and_the_others_still_run() {
             reactor::call_when_running(|| reactor::stop().unwrap()).unwrap();
             reactor::run().unwrap();
             assert_eq!(ran.load(Ordering::SeqCst), 3);
-            let text = buffer.text();
+            let text = logs.text();
             assert!(
                 text.contains("trigger panicked: panicked: trigger 1 is broken"),
                 "log was: {text}"
@@ -441,23 +425,4 @@ fn stopping_from_another_thread_while_busy_loses_nothing_that_was_accepted() {
             assert!(reactor::call_from_thread(|| {}).is_err());
         },
     );
-}
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }

@@ -1,10 +1,12 @@
 //! `threads::EventQueue`: ordering, graceful and forced stop, pause, ignore, resume, panics,
 //! and calls from inside the handler. Ported in spirit from python-application's `EventQueue`.
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use common::LogCapture;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use filature::threads::EventQueue;
 
@@ -299,44 +301,9 @@ fn clear_takes_queued_events_out() {
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [4]);
 }
 
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-/// The process-wide log capture (the worker threads log through the global subscriber).
-fn captured_logs() -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
-        capture
-    })
-}
-
 #[test]
 fn a_panicking_handler_is_logged_once_with_the_thread_name_and_the_queue_goes_on() {
-    let logs = captured_logs();
+    let logs = LogCapture::global();
     let (tx, rx) = unbounded();
     let queue = EventQueue::builder()
         .name("eq-panicky-7f3a")
@@ -352,7 +319,7 @@ fn a_panicking_handler_is_logged_once_with_the_thread_name_and_the_queue_goes_on
     assert_eq!(recv(&rx), 3);
     stop_and_join(&queue);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("eq-panicky-7f3a"))

@@ -1,44 +1,19 @@
 //! A panicking job on a named thread is logged with the thread's name, and the thread goes on.
 //! (Its own test binary: it installs the process-wide log subscriber.)
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
+use common::LogCapture;
 use crossbeam_channel::unbounded;
 use filature::threads::ThreadManager;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[test]
 fn a_panicking_job_is_logged_with_the_thread_name_and_the_thread_goes_on() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    let logs = LogCapture::global();
 
     let manager = ThreadManager::new();
     let (tx, rx) = unbounded();
@@ -61,7 +36,7 @@ fn a_panicking_job_is_logged_with_the_thread_name_and_the_thread_goes_on() {
     assert_eq!(a.1, b.1, "the same thread went on after the panic");
     manager.stop();
 
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("tm-panicky-5d2b"))

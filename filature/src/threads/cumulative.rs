@@ -13,6 +13,12 @@
 //! - `HighPriority(e)`: the worker calls the handler with `vec![e]` at once, leaving the batch as
 //!   it is.
 //!
+//! `CumulativeEventQueue<E>` is the core's `Kind` with these items and the batch as `extra`; the
+//! waiting events (`len`, `clear`, `get_unhandled`) are the batch, then the queued events, in that
+//! order (`process()` requests are not events: they are not counted and are dropped when taken
+//! out). What is left here is the handler shape (`FnMut(Vec<E>) -> Vec<E>`), the worker loop that
+//! batches and gives priority, `put_high_priority`, `process` and the public methods.
+//!
 //! *State under the lock*: the core state plus the batch (`extra`). The worker takes the batch out
 //! of the lock before calling the handler, and appends the events the handler hands back to the
 //! batch afterwards. The worker is the only one that adds to the batch, and it does not while the
@@ -41,17 +47,17 @@
 //! in the batch (the original dropped them). The handler's return type is checked by the compiler
 //! (the original raised `ValueError` at run time).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::queue_core::{Core, JoinError, Options, PutError, StillRunning};
+use super::queue_core::{Config, Core, JoinError, Kind, PutError, State, StillRunning};
 use crate::Stopped;
 
 const DEFAULT_NAME: &str = "filature-cumulative-event-queue";
 
-enum Item<E> {
+/// An entry of the core queue (the items listed in the module docs).
+pub(crate) enum Item<E> {
     Event(E),
     HighPriority(E),
     Process,
@@ -98,7 +104,35 @@ impl<E> Item<E> {
 /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [vec![1, 2], vec![3]]);
 /// ```
 pub struct CumulativeEventQueue<E> {
-    core: Core<Item<E>, Vec<E>>,
+    core: Core<CumulativeEventQueue<E>>,
+}
+
+impl<E> Kind for CumulativeEventQueue<E> {
+    type Event = E;
+    type Item = Item<E>;
+    type Extra = Vec<E>;
+
+    fn item(event: E) -> Item<E> {
+        Item::Event(event)
+    }
+
+    /// The batch plus the queued events (not counting `process()` requests).
+    fn waiting(state: &State<Self>) -> usize {
+        let queued = state
+            .queue
+            .iter()
+            .filter(|item| !matches!(item, Item::Process))
+            .count();
+        state.extra.len() + queued
+    }
+
+    /// The batch, then the queued events; pending `process()` requests are dropped.
+    fn take_waiting(state: &mut State<Self>) -> Vec<E> {
+        let mut events = std::mem::take(&mut state.extra);
+        let queue = std::mem::take(&mut state.queue);
+        events.extend(queue.into_iter().filter_map(Item::into_event));
+        events
+    }
 }
 
 /// Configures and starts a [`CumulativeEventQueue`].
@@ -116,28 +150,20 @@ pub struct CumulativeEventQueue<E> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct CumulativeBuilder<E> {
-    name: Option<String>,
-    paused: bool,
-    preload: Vec<E>,
+    config: Config<E>,
 }
 
 impl<E> Default for CumulativeBuilder<E> {
     fn default() -> Self {
         CumulativeBuilder {
-            name: None,
-            paused: false,
-            preload: Vec::new(),
+            config: Config::default(),
         }
     }
 }
 
 impl<E> fmt::Debug for CumulativeBuilder<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CumulativeBuilder")
-            .field("name", &self.name)
-            .field("paused", &self.paused)
-            .field("preload", &self.preload.len())
-            .finish()
+        self.config.fmt_as("CumulativeBuilder", f)
     }
 }
 
@@ -150,19 +176,19 @@ impl<E: Send + 'static> CumulativeBuilder<E> {
 
     /// The OS thread's name (also used in log messages and errors).
     pub fn name(mut self, name: impl Into<String>) -> CumulativeBuilder<E> {
-        self.name = Some(name.into());
+        self.config.name = Some(name.into());
         self
     }
 
     /// Starts the queue paused once (one [`unpause`](CumulativeEventQueue::unpause) starts it).
     pub fn paused(mut self) -> CumulativeBuilder<E> {
-        self.paused = true;
+        self.config.paused = true;
         self
     }
 
     /// Events queued (for the first batch) before the thread starts, in order.
     pub fn preload(mut self, events: impl IntoIterator<Item = E>) -> CumulativeBuilder<E> {
-        self.preload.extend(events);
+        self.config.preload.extend(events);
         self
     }
 
@@ -171,40 +197,31 @@ impl<E: Send + 'static> CumulativeBuilder<E> {
     where
         H: FnMut(Vec<E>) -> Vec<E> + Send + 'static,
     {
-        let options = Options {
-            name: self.name.unwrap_or_else(|| DEFAULT_NAME.to_owned()),
-            paused: self.paused,
-            preload: self
-                .preload
-                .into_iter()
-                .map(Item::Event)
-                .collect::<VecDeque<_>>(),
-            extra: Vec::new(),
-        };
-        let core = Core::spawn(options, move |worker| {
-            while let Some(item) = worker.next() {
-                let batch = match item {
-                    Item::Event(event) => {
-                        worker.lock().extra.push(event);
-                        continue;
-                    }
-                    Item::HighPriority(event) => vec![event],
-                    Item::Process => {
-                        let batch = std::mem::take(&mut worker.lock().extra);
-                        if batch.is_empty() {
+        let core =
+            Core::<CumulativeEventQueue<E>>::spawn(self.config, DEFAULT_NAME, move |worker| {
+                while let Some(item) = worker.next() {
+                    let batch = match item {
+                        Item::Event(event) => {
+                            worker.lock().extra.push(event);
                             continue;
                         }
-                        batch
-                    }
-                };
-                // On a panic (logged by `call`) the batch is lost: it was moved into the handler.
-                if let Some(kept) = worker.call(|| handler(batch)) {
-                    if !kept.is_empty() {
-                        worker.lock().extra.extend(kept);
+                        Item::HighPriority(event) => vec![event],
+                        Item::Process => {
+                            let batch = std::mem::take(&mut worker.lock().extra);
+                            if batch.is_empty() {
+                                continue;
+                            }
+                            batch
+                        }
+                    };
+                    // On a panic (logged by `call`) the batch is lost: it was moved into the handler.
+                    if let Some(kept) = worker.call(|| handler(batch)) {
+                        if !kept.is_empty() {
+                            worker.lock().extra.extend(kept);
+                        }
                     }
                 }
-            }
-        })?;
+            })?;
         Ok(CumulativeEventQueue { core })
     }
 }
@@ -243,7 +260,7 @@ impl<E> CumulativeEventQueue<E> {
     /// While events are [ignored](Self::ignore_events) the event is dropped and `Ok` returned.
     /// After a stop the event comes back in the error.
     pub fn put(&self, event: E) -> Result<(), PutError<E>> {
-        self.core.put(event, Item::Event).map_err(PutError)
+        self.core.put(event)
     }
 
     /// Queues an event that skips the batch: when the worker reaches it, the handler is called
@@ -267,23 +284,23 @@ impl<E> CumulativeEventQueue<E> {
     /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [vec!["urgent"], vec!["normal"]]);
     /// ```
     pub fn put_high_priority(&self, event: E) -> Result<(), PutError<E>> {
-        self.core.put(event, Item::HighPriority).map_err(PutError)
+        self.core.push(event, Item::HighPriority).map_err(PutError)
     }
 
     /// Adds several events to the next batch, in order, all or none.
     pub fn load(&self, events: impl IntoIterator<Item = E>) -> Result<(), PutError<Vec<E>>> {
-        self.core
-            .load(events.into_iter().collect(), Item::Event)
-            .map_err(PutError)
+        self.core.load(events)
     }
 
     /// Asks the worker to hand the batch accumulated so far (every event put before this call,
     /// plus the events kept from earlier batches) to the handler. Nothing happens if the batch
     /// is empty. Ignored while events are ignored (as in the original); after a stop: `Stopped`.
     pub fn process(&self) -> Result<(), Stopped> {
-        self.core.put((), |()| Item::Process).map_err(|_| Stopped {
-            what: format!("event queue '{}'", self.core.name()),
-        })
+        self.core
+            .push((), |()| Item::Process)
+            .map_err(|()| Stopped {
+                what: format!("event queue '{}'", self.core.name()),
+            })
     }
 
     /// Graceful stop: refuses new events, lifts any pause, goes through every queued item (events
@@ -339,32 +356,19 @@ impl<E> CumulativeEventQueue<E> {
     /// Re-queues `events` at the front of the queue (they join the next batch ahead of events put
     /// since), undoes one pause and accepts events again. After a stop they come back in the error.
     pub fn resume(&self, events: impl IntoIterator<Item = E>) -> Result<(), PutError<Vec<E>>> {
-        self.core
-            .resume(events.into_iter().collect(), Item::Event)
-            .map_err(PutError)
+        self.core.resume(events)
     }
 
     /// Takes every event out — the batch, then the queued events — and drops pending `process()`
     /// requests (python-application's `empty()`). A batch being handled right now is not
     /// affected, and events its handler hands back are kept.
     pub fn clear(&self) -> Vec<E> {
-        let mut state = self.core.lock();
-        let queue = std::mem::take(&mut state.queue);
-        let mut events = std::mem::take(&mut state.extra);
-        drop(state);
-        events.extend(queue.into_iter().filter_map(Item::into_event));
-        events
+        self.core.clear()
     }
 
     /// How many events wait: in the batch plus queued (not counting `process()` requests).
     pub fn len(&self) -> usize {
-        let state = self.core.lock();
-        let queued = state
-            .queue
-            .iter()
-            .filter(|item| !matches!(item, Item::Process))
-            .count();
-        state.extra.len() + queued
+        self.core.len()
     }
 
     /// True if no event waits.
@@ -380,23 +384,18 @@ impl<E> CumulativeEventQueue<E> {
     /// Once the thread has finished: takes the events never handled — the batch, then the queued
     /// events, in order. While the thread still runs: [`StillRunning`].
     pub fn get_unhandled(&self) -> Result<Vec<E>, StillRunning> {
-        self.core.take_unhandled(|state| {
-            let mut events = std::mem::take(&mut state.extra);
-            let queue = std::mem::take(&mut state.queue);
-            events.extend(queue.into_iter().filter_map(Item::into_event));
-            events
-        })
+        self.core.get_unhandled()
     }
 
     /// Waits until the queue's thread has finished (does not stop it). From the handler: an
     /// error ([`JoinError::is_own_thread`]) instead of a deadlock.
     pub fn join(&self) -> Result<(), JoinError> {
-        self.core.join(None)
+        self.core.join()
     }
 
     /// [`join`](Self::join) with a time limit.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.core.join(Instant::now().checked_add(timeout))
+        self.core.join_timeout(timeout)
     }
 }
 
@@ -410,8 +409,6 @@ impl<E> Clone for CumulativeEventQueue<E> {
 
 impl<E> fmt::Debug for CumulativeEventQueue<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CumulativeEventQueue")
-            .field("name", &self.name())
-            .finish_non_exhaustive()
+        self.core.fmt_as("CumulativeEventQueue", f)
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! # Invariants
 //!
-//! The queue is a thin front-end over `queue_core` (read its module docs for the full protocol);
-//! the items of the core queue are the events themselves and there is no extra state.
+//! The queue is a thin front-end over `queue_core` (read its module docs for the full protocol
+//! and for what lives there). `EventQueue<E>` is its own `Kind`: the items of the core queue are
+//! the events themselves, there is no extra state, and the waiting events are the queue. What is
+//! left here is the handler shape (`FnMut(E)`, one call per event) and the public methods.
 //!
 //! - *State under the lock*: the pending events, the pause counter, the accepting flag, the stop
 //!   mode (`Running → Draining | Now`), the `finished` flag and the handle count. The handler is
@@ -34,12 +36,11 @@
 //! - Dropping every handle stops the queue gracefully; the original's daemon thread ran until the
 //!   process exited.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::queue_core::{Core, JoinError, Options, PutError, StillRunning};
+use super::queue_core::{Config, Core, JoinError, Kind, PutError, State, StillRunning};
 
 const DEFAULT_NAME: &str = "filature-event-queue";
 
@@ -80,7 +81,25 @@ const DEFAULT_NAME: &str = "filature-event-queue";
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct EventQueue<E> {
-    core: Core<E, ()>,
+    core: Core<EventQueue<E>>,
+}
+
+impl<E> Kind for EventQueue<E> {
+    type Event = E;
+    type Item = E;
+    type Extra = ();
+
+    fn item(event: E) -> E {
+        event
+    }
+
+    fn waiting(state: &State<Self>) -> usize {
+        state.queue.len()
+    }
+
+    fn take_waiting(state: &mut State<Self>) -> Vec<E> {
+        std::mem::take(&mut state.queue).into()
+    }
 }
 
 /// Configures and starts an [`EventQueue`].
@@ -104,28 +123,20 @@ pub struct EventQueue<E> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Builder<E> {
-    name: Option<String>,
-    paused: bool,
-    preload: Vec<E>,
+    config: Config<E>,
 }
 
 impl<E> Default for Builder<E> {
     fn default() -> Self {
         Builder {
-            name: None,
-            paused: false,
-            preload: Vec::new(),
+            config: Config::default(),
         }
     }
 }
 
 impl<E> fmt::Debug for Builder<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("name", &self.name)
-            .field("paused", &self.paused)
-            .field("preload", &self.preload.len())
-            .finish()
+        self.config.fmt_as("Builder", f)
     }
 }
 
@@ -137,19 +148,19 @@ impl<E: Send + 'static> Builder<E> {
 
     /// The OS thread's name (also used in log messages and errors).
     pub fn name(mut self, name: impl Into<String>) -> Builder<E> {
-        self.name = Some(name.into());
+        self.config.name = Some(name.into());
         self
     }
 
     /// Starts the queue paused once (one [`unpause`](EventQueue::unpause) starts handling).
     pub fn paused(mut self) -> Builder<E> {
-        self.paused = true;
+        self.config.paused = true;
         self
     }
 
     /// Events queued before the thread starts, in order.
     pub fn preload(mut self, events: impl IntoIterator<Item = E>) -> Builder<E> {
-        self.preload.extend(events);
+        self.config.preload.extend(events);
         self
     }
 
@@ -158,13 +169,7 @@ impl<E: Send + 'static> Builder<E> {
     where
         H: FnMut(E) + Send + 'static,
     {
-        let options = Options {
-            name: self.name.unwrap_or_else(|| DEFAULT_NAME.to_owned()),
-            paused: self.paused,
-            preload: VecDeque::from(self.preload),
-            extra: (),
-        };
-        let core = Core::spawn(options, move |worker| {
+        let core = Core::<EventQueue<E>>::spawn(self.config, DEFAULT_NAME, move |worker| {
             while let Some(event) = worker.next() {
                 // A panic is logged by `call`; the event was moved into the handler and is gone.
                 let _ = worker.call(|| handler(event));
@@ -217,14 +222,12 @@ impl<E> EventQueue<E> {
     /// While events are [ignored](Self::ignore_events) the event is dropped and `Ok` returned.
     /// After [`stop`](Self::stop) / [`stop_now`](Self::stop_now) the event comes back in the error.
     pub fn put(&self, event: E) -> Result<(), PutError<E>> {
-        self.core.put(event, |e| e).map_err(PutError)
+        self.core.put(event)
     }
 
     /// Queues several events, in order, all or none (same rules as [`put`](Self::put)).
     pub fn load(&self, events: impl IntoIterator<Item = E>) -> Result<(), PutError<Vec<E>>> {
-        self.core
-            .load(events.into_iter().collect(), |e| e)
-            .map_err(PutError)
+        self.core.load(events)
     }
 
     /// Graceful stop: refuses new events, lifts any pause, handles every event already queued,
@@ -333,21 +336,18 @@ impl<E> EventQueue<E> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn resume(&self, events: impl IntoIterator<Item = E>) -> Result<(), PutError<Vec<E>>> {
-        self.core
-            .resume(events.into_iter().collect(), |e| e)
-            .map_err(PutError)
+        self.core.resume(events)
     }
 
     /// Takes every queued (not yet handled) event out of the queue and returns them in order
     /// (python-application's `empty()`, which dropped them).
     pub fn clear(&self) -> Vec<E> {
-        let taken = std::mem::take(&mut self.core.lock().queue);
-        taken.into()
+        self.core.clear()
     }
 
     /// How many events are queued and not yet taken by the handler.
     pub fn len(&self) -> usize {
-        self.core.lock().queue.len()
+        self.core.len()
     }
 
     /// True if no event is waiting.
@@ -364,8 +364,7 @@ impl<E> EventQueue<E> {
     /// [`stop_now`](Self::stop_now) and a [`join`](Self::join)). While the thread still runs:
     /// [`StillRunning`]. A second call returns an empty vector.
     pub fn get_unhandled(&self) -> Result<Vec<E>, StillRunning> {
-        self.core
-            .take_unhandled(|state| std::mem::take(&mut state.queue).into())
+        self.core.get_unhandled()
     }
 
     /// Waits until the queue's thread has finished. Does not stop it: call
@@ -374,12 +373,12 @@ impl<E> EventQueue<E> {
     /// Called from inside the handler (the queue's own thread) it returns an error at once
     /// ([`JoinError::is_own_thread`]) instead of deadlocking.
     pub fn join(&self) -> Result<(), JoinError> {
-        self.core.join(None)
+        self.core.join()
     }
 
     /// [`join`](Self::join) with a time limit ([`JoinError::is_timed_out`] when it runs out).
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.core.join(Instant::now().checked_add(timeout))
+        self.core.join_timeout(timeout)
     }
 }
 
@@ -393,8 +392,6 @@ impl<E> Clone for EventQueue<E> {
 
 impl<E> fmt::Debug for EventQueue<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventQueue")
-            .field("name", &self.name())
-            .finish_non_exhaustive()
+        self.core.fmt_as("EventQueue", f)
     }
 }

@@ -3,14 +3,29 @@
 //! that takes *items* from a FIFO queue and hands them to a handler, plus the pause, ignore and
 //! stop protocols every handle may drive from any thread.
 //!
+//! # What is here, and what the front-ends keep
+//!
+//! Everything the two queue types share lives here: the builder settings ([`Config`]), starting
+//! the worker thread and marking it finished ([`Core::spawn`]), put, load and resume, pause,
+//! ignore, stop, `clear`, `len`, `get_unhandled`, `join` and the `Debug` output ([`Core`]), and
+//! the worker's side ([`Worker`]: wait for the next item; call the handler, catching and logging
+//! a panic).
+//!
+//! A front-end says what it stores by implementing [`Kind`] for its queue type: the event and
+//! item types, what it keeps beside the queue (`extra`), how an event becomes an item, and how
+//! the events that still wait are counted and taken out (for `len`, `clear` and `get_unhandled`).
+//! Beyond that it keeps only what differs: the handler's shape and the worker loop it runs on a
+//! [`Worker`] (one event per call; or batching and priority), and its public methods, which
+//! delegate here and carry the user-facing docs.
+//!
 //! # State under the lock
 //!
 //! Everything mutable lives in one [`State`] behind one `parking_lot::Mutex`:
 //!
 //! - `queue`: the items not yet taken by the worker, in the order they were put (except that
 //!   `resume` puts its items at the front).
-//! - `extra`: whatever the front-end keeps beside the queue (the cumulative queue's pending batch;
-//!   `()` for the plain queue).
+//! - `extra`: whatever the front-end keeps beside the queue ([`Kind::Extra`]: the cumulative
+//!   queue's pending batch; `()` for the plain queue).
 //! - `pause`: the nested pause counter. The worker takes an item only while it is 0.
 //! - `accepting`: false while events are ignored; `put`/`load` then drop events silently.
 //! - `stop`: `Running`, then `Draining` (graceful stop) or `Now` (forced stop). It only moves
@@ -25,7 +40,9 @@
 //!
 //! The lock is never held while user code runs: the handler is called with the lock released, and
 //! events that are dropped (ignored, or handed back in an error) are dropped after the guard is
-//! released, so an event's `Drop` or the handler may freely call back into the queue.
+//! released, so an event's `Drop` or the handler may freely call back into the queue. The
+//! [`Kind`] functions do run under the lock, so they only count, move and convert items (the
+//! only items they drop are the cumulative queue's `process()` requests, which own nothing).
 //!
 //! # The pause protocol
 //!
@@ -59,11 +76,30 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::Failure;
+
+/// What a front-end stores in the core. See the module docs.
+pub(crate) trait Kind: Sized {
+    /// What the user puts.
+    type Event;
+    /// What the core queue holds.
+    type Item;
+    /// What the front-end keeps beside the queue, under the same lock.
+    type Extra: Default;
+
+    /// The item for an event that is put, loaded, resumed or preloaded.
+    fn item(event: Self::Event) -> Self::Item;
+
+    /// How many events wait (queued or in `extra`; not counting one the handler has).
+    fn waiting(state: &State<Self>) -> usize;
+
+    /// Takes every waiting event out, in the order they would have been handled.
+    fn take_waiting(state: &mut State<Self>) -> Vec<Self::Event>;
+}
 
 /// Where a queue is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +110,9 @@ pub(crate) enum StopMode {
 }
 
 /// Everything mutable, behind `Shared::state`. See the module docs.
-pub(crate) struct State<I, X> {
-    pub(crate) queue: VecDeque<I>,
-    pub(crate) extra: X,
+pub(crate) struct State<K: Kind> {
+    pub(crate) queue: VecDeque<K::Item>,
+    pub(crate) extra: K::Extra,
     pause: usize,
     accepting: bool,
     stop: StopMode,
@@ -84,46 +120,77 @@ pub(crate) struct State<I, X> {
     handles: usize,
 }
 
-struct Shared<I, X> {
+struct Shared<K: Kind> {
     name: String,
-    state: Mutex<State<I, X>>,
+    state: Mutex<State<K>>,
     work: Condvar,
     done: Condvar,
     worker_id: OnceLock<ThreadId>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl<I, X> Shared<I, X> {
-    fn lock(&self) -> MutexGuard<'_, State<I, X>> {
+impl<K: Kind> Shared<K> {
+    fn lock(&self) -> MutexGuard<'_, State<K>> {
         self.state.lock()
     }
 }
 
-/// A user handle. Cloning it counts a handle; dropping the last one stops the queue gracefully.
-pub(crate) struct Core<I, X> {
-    shared: Arc<Shared<I, X>>,
-}
-
-/// What the front-ends pass to [`Core::spawn`].
-pub(crate) struct Options<I, X> {
-    pub(crate) name: String,
+/// The settings both builders collect.
+pub(crate) struct Config<E> {
+    pub(crate) name: Option<String>,
     pub(crate) paused: bool,
-    pub(crate) preload: VecDeque<I>,
-    pub(crate) extra: X,
+    pub(crate) preload: Vec<E>,
 }
 
-impl<I: Send + 'static, X: Send + 'static> Core<I, X> {
-    /// Starts the worker thread, which runs `body` and then marks the queue finished.
-    pub(crate) fn spawn<B>(options: Options<I, X>, body: B) -> io::Result<Core<I, X>>
+impl<E> Default for Config<E> {
+    fn default() -> Self {
+        Config {
+            name: None,
+            paused: false,
+            preload: Vec::new(),
+        }
+    }
+}
+
+impl<E> Config<E> {
+    /// `Debug` for the builder type called `builder`: its settings, the preload as a count.
+    pub(crate) fn fmt_as(&self, builder: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(builder)
+            .field("name", &self.name)
+            .field("paused", &self.paused)
+            .field("preload", &self.preload.len())
+            .finish()
+    }
+}
+
+/// A user handle. Cloning it counts a handle; dropping the last one stops the queue gracefully.
+pub(crate) struct Core<K: Kind> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Core<K>
+where
+    K: Kind + 'static,
+    K::Item: Send,
+    K::Extra: Send,
+{
+    /// Starts the worker thread (named by `config`, else `default_name`), which runs `body` and
+    /// then marks the queue finished.
+    pub(crate) fn spawn<B>(
+        config: Config<K::Event>,
+        default_name: &str,
+        body: B,
+    ) -> io::Result<Core<K>>
     where
-        B: FnOnce(&Worker<I, X>) + Send + 'static,
+        B: FnOnce(&Worker<K>) + Send + 'static,
     {
+        let name = config.name.unwrap_or_else(|| default_name.to_owned());
         let shared = Arc::new(Shared {
-            name: options.name.clone(),
+            name: name.clone(),
             state: Mutex::new(State {
-                queue: options.preload,
-                extra: options.extra,
-                pause: usize::from(options.paused),
+                queue: config.preload.into_iter().map(K::item).collect(),
+                extra: K::Extra::default(),
+                pause: usize::from(config.paused),
                 accepting: true,
                 stop: StopMode::Running,
                 finished: false,
@@ -137,7 +204,7 @@ impl<I: Send + 'static, X: Send + 'static> Core<I, X> {
         let worker = Worker {
             shared: Arc::clone(&shared),
         };
-        let handle = thread::Builder::new().name(options.name).spawn(move || {
+        let handle = thread::Builder::new().name(name).spawn(move || {
             let _ = worker.shared.worker_id.set(thread::current().id());
             let _finish = FinishGuard(&worker.shared);
             // The front-end catches the handler's panics itself; this only catches what escapes
@@ -156,18 +223,37 @@ impl<I: Send + 'static, X: Send + 'static> Core<I, X> {
     }
 }
 
-impl<I, X> Core<I, X> {
+impl<K: Kind> Core<K> {
     pub(crate) fn name(&self) -> &str {
         &self.shared.name
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<I, X>> {
-        self.shared.lock()
-    }
-
     /// Queues one value, wrapped into an item by `wrap` once it is accepted. `Err` gives the value
     /// back if the queue is stopping; an ignored value is dropped (after the lock is released).
-    pub(crate) fn put<T>(&self, value: T, wrap: impl FnOnce(T) -> I) -> Result<(), T> {
+    pub(crate) fn push<T>(&self, value: T, wrap: impl FnOnce(T) -> K::Item) -> Result<(), T> {
+        self.admit(value, |queue, value| queue.push_back(wrap(value)))
+    }
+
+    /// Queues one event as [`Kind::item`]. Same rules as [`Core::push`].
+    pub(crate) fn put(&self, event: K::Event) -> Result<(), PutError<K::Event>> {
+        self.push(event, K::item).map_err(PutError)
+    }
+
+    /// Queues several events, in order, all or none. Same rules as [`Core::push`].
+    pub(crate) fn load(
+        &self,
+        events: impl IntoIterator<Item = K::Event>,
+    ) -> Result<(), PutError<Vec<K::Event>>> {
+        let events: Vec<K::Event> = events.into_iter().collect();
+        self.admit(events, |queue, events| {
+            queue.extend(events.into_iter().map(K::item));
+        })
+        .map_err(PutError)
+    }
+
+    /// The rules of [`Core::push`]: `Err(value)` while stopping, `value` dropped (lock released)
+    /// while ignoring, else `add` queues it and the worker is woken.
+    fn admit<T>(&self, value: T, add: impl FnOnce(&mut VecDeque<K::Item>, T)) -> Result<(), T> {
         let mut st = self.shared.lock();
         if st.stop != StopMode::Running {
             drop(st);
@@ -178,38 +264,24 @@ impl<I, X> Core<I, X> {
             drop(value);
             return Ok(());
         }
-        st.queue.push_back(wrap(value));
+        add(&mut st.queue, value);
         drop(st);
         self.shared.work.notify_one();
         Ok(())
     }
 
-    /// Queues several values, in order, all or none. Same rules as [`Core::put`].
-    pub(crate) fn load<T>(&self, values: Vec<T>, wrap: impl FnMut(T) -> I) -> Result<(), Vec<T>> {
+    /// Puts `events` at the front (in their order), undoes one pause and accepts events again.
+    pub(crate) fn resume(
+        &self,
+        events: impl IntoIterator<Item = K::Event>,
+    ) -> Result<(), PutError<Vec<K::Event>>> {
+        let events: Vec<K::Event> = events.into_iter().collect();
         let mut st = self.shared.lock();
         if st.stop != StopMode::Running {
             drop(st);
-            return Err(values);
+            return Err(PutError(events));
         }
-        if !st.accepting {
-            drop(st);
-            drop(values);
-            return Ok(());
-        }
-        st.queue.extend(values.into_iter().map(wrap));
-        drop(st);
-        self.shared.work.notify_one();
-        Ok(())
-    }
-
-    /// Puts `values` at the front (in their order), undoes one pause and accepts events again.
-    pub(crate) fn resume<T>(&self, values: Vec<T>, wrap: impl FnMut(T) -> I) -> Result<(), Vec<T>> {
-        let mut st = self.shared.lock();
-        if st.stop != StopMode::Running {
-            drop(st);
-            return Err(values);
-        }
-        for item in values.into_iter().map(wrap).rev() {
+        for item in events.into_iter().map(K::item).rev() {
             st.queue.push_front(item);
         }
         st.pause = st.pause.saturating_sub(1);
@@ -272,22 +344,38 @@ impl<I, X> Core<I, X> {
         self.shared.lock().finished
     }
 
-    /// Runs `f` on the state once the worker has finished; otherwise `StillRunning`.
-    pub(crate) fn take_unhandled<R>(
-        &self,
-        f: impl FnOnce(&mut State<I, X>) -> R,
-    ) -> Result<R, StillRunning> {
+    /// Takes every waiting event out ([`Kind::take_waiting`]), whether or not the worker runs.
+    pub(crate) fn clear(&self) -> Vec<K::Event> {
+        K::take_waiting(&mut self.shared.lock())
+    }
+
+    /// How many events wait ([`Kind::waiting`]).
+    pub(crate) fn len(&self) -> usize {
+        K::waiting(&self.shared.lock())
+    }
+
+    /// Once the worker has finished, takes the events it never handled; otherwise `StillRunning`.
+    pub(crate) fn get_unhandled(&self) -> Result<Vec<K::Event>, StillRunning> {
         let mut st = self.shared.lock();
         if !st.finished {
             return Err(StillRunning {
                 name: self.shared.name.clone(),
             });
         }
-        Ok(f(&mut st))
+        Ok(K::take_waiting(&mut st))
     }
 
-    /// Waits until the worker has finished (or `deadline` passes), then reaps the OS thread.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
+    /// Waits until the worker has finished, then reaps the OS thread.
+    pub(crate) fn join(&self) -> Result<(), JoinError> {
+        self.join_until(None)
+    }
+
+    /// [`Core::join`] that gives up after `timeout`.
+    pub(crate) fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
         if self.shared.worker_id.get() == Some(&thread::current().id()) {
             return Err(JoinError {
                 name: self.shared.name.clone(),
@@ -316,9 +404,16 @@ impl<I, X> Core<I, X> {
         }
         Ok(())
     }
+
+    /// `Debug` for the queue type called `queue`: its name.
+    pub(crate) fn fmt_as(&self, queue: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(queue)
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
 }
 
-impl<I, X> Clone for Core<I, X> {
+impl<K: Kind> Clone for Core<K> {
     fn clone(&self) -> Self {
         self.shared.lock().handles += 1;
         Core {
@@ -327,7 +422,7 @@ impl<I, X> Clone for Core<I, X> {
     }
 }
 
-impl<I, X> Drop for Core<I, X> {
+impl<K: Kind> Drop for Core<K> {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.handles -= 1;
@@ -341,13 +436,13 @@ impl<I, X> Drop for Core<I, X> {
 }
 
 /// The worker thread's view of the queue.
-pub(crate) struct Worker<I, X> {
-    shared: Arc<Shared<I, X>>,
+pub(crate) struct Worker<K: Kind> {
+    shared: Arc<Shared<K>>,
 }
 
-impl<I, X> Worker<I, X> {
+impl<K: Kind> Worker<K> {
     /// Waits for the next item the worker may take; `None` means "exit now".
-    pub(crate) fn next(&self) -> Option<I> {
+    pub(crate) fn next(&self) -> Option<K::Item> {
         let mut st = self.shared.lock();
         loop {
             match st.stop {
@@ -365,7 +460,7 @@ impl<I, X> Worker<I, X> {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State<I, X>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<K>> {
         self.shared.lock()
     }
 
@@ -387,9 +482,9 @@ impl<I, X> Worker<I, X> {
 }
 
 /// Sets `finished` and releases joiners when the worker thread leaves its body, however it leaves.
-struct FinishGuard<'a, I, X>(&'a Shared<I, X>);
+struct FinishGuard<'a, K: Kind>(&'a Shared<K>);
 
-impl<I, X> Drop for FinishGuard<'_, I, X> {
+impl<K: Kind> Drop for FinishGuard<'_, K> {
     fn drop(&mut self) {
         self.0.lock().finished = true;
         self.0.done.notify_all();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Aborts the whole test process if it is not dropped within `limit` (so nothing hangs CI).
@@ -36,9 +36,31 @@ impl Drop for Watchdog {
     }
 }
 
-/// Log lines written by `tracing` while a [`LogCapture`] is installed on this thread.
+/// Log lines written by `tracing` into a [`LogCapture`], or into [`LogCapture::global`].
 #[derive(Clone, Default)]
 pub(crate) struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuf {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+
+    /// Lines that contain every one of `parts`.
+    pub(crate) fn count(&self, parts: &[&str]) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    pub(crate) fn contains(&self, needle: &str) -> bool {
+        self.text().contains(needle)
+    }
+}
 
 impl Write for LogBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -57,17 +79,29 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
     }
 }
 
-/// Captures this thread's `tracing` output until dropped.
+/// Captures this thread's `tracing` output (every level, no colours) until dropped; read it
+/// through the [`LogBuf`] methods.
 pub(crate) struct LogCapture {
     buf: LogBuf,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
 impl LogCapture {
+    /// Full lines: time, level, target, fields and message.
     pub(crate) fn start() -> LogCapture {
+        let buf = LogBuf::default();
+        let guard = tracing::subscriber::set_default(full_lines(buf.clone()));
+        LogCapture { buf, _guard: guard }
+    }
+
+    /// Bare lines: no time, level or target, so each line starts with the message.
+    pub(crate) fn start_bare() -> LogCapture {
         let buf = LogBuf::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(buf.clone())
+            .without_time()
+            .with_level(false)
+            .with_target(false)
             .with_ansi(false)
             .with_max_level(tracing::Level::TRACE)
             .finish();
@@ -75,17 +109,65 @@ impl LogCapture {
         LogCapture { buf, _guard: guard }
     }
 
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf.0.lock().unwrap()).into_owned()
+    /// Every thread's output in this process (full lines), from the first call on, for code that
+    /// logs from threads it starts itself. The first call installs the process-wide subscriber,
+    /// so a test binary that uses this must not install another one.
+    pub(crate) fn global() -> &'static LogBuf {
+        static GLOBAL: OnceLock<LogBuf> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let buf = LogBuf::default();
+            tracing::subscriber::set_global_default(full_lines(buf.clone()))
+                .expect("no other global subscriber");
+            buf
+        })
     }
+}
 
-    /// Lines that contain every one of `parts`.
-    pub(crate) fn count(&self, parts: &[&str]) -> usize {
-        self.text()
-            .lines()
-            .filter(|l| parts.iter().all(|p| l.contains(p)))
-            .count()
+/// A subscriber that writes every event, at every level, as a full line (no colours) into `buf`.
+fn full_lines(buf: LogBuf) -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_writer(buf)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish()
+}
+
+impl std::ops::Deref for LogCapture {
+    type Target = LogBuf;
+    fn deref(&self) -> &LogBuf {
+        &self.buf
     }
+}
+
+/// The current OS thread's name, `<unnamed>` if it has none.
+pub(crate) fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed>")
+        .to_owned()
+}
+
+/// Polls `cond` (sleeping, not driving a hub) until it holds or 5 s pass; its last answer.
+pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// An ordered record of what happened, shared between threads.
+pub(crate) type Log = Arc<Mutex<Vec<String>>>;
+
+pub(crate) fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+pub(crate) fn push(log: &Log, s: impl Into<String>) {
+    log.lock().unwrap().push(s.into());
 }
 
 /// Counts its drops in a shared cell.
