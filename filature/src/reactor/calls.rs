@@ -102,9 +102,10 @@ pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Sto
     call_in_reactor(move || drop(green::spawn(f)))
 }
 
-/// Spawns `f` as a green thread on the reactor and returns its [`JoinHandle`] at once (SIP
-/// SIMPLE's `run_in_waitable_green_thread`). The handle can be joined from any context: a green
-/// thread on any hub, a thread's main context, another OS thread. `join` gives the value or
+/// Spawns `f` as a green thread on the reactor and returns its
+/// [`JoinHandle`](green::JoinHandle) at once (SIP SIMPLE's `run_in_waitable_green_thread`). The
+/// handle can be joined from any context: a green thread on any hub, a thread's main context,
+/// another OS thread. `join` gives the value or
 /// re-raises the panic; `join_result`/`join_timeout` give them as values.
 ///
 /// Starts the reactor if nobody has (waiting the moment its thread needs to publish its hub).
