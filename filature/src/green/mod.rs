@@ -105,7 +105,7 @@ impl Parker {
     /// The calling context's parker. Panics, naming `op`, inside a hub callback.
     pub(crate) fn current(op: &str) -> Parker {
         hub::with_core(|core| {
-            let green = core.current.borrow().clone();
+            let green = core.current_green();
             if green.is_none() && core.in_callback() {
                 panic!("{op}: {BLOCKING_IN_CALLBACK}");
             }
@@ -236,7 +236,7 @@ impl Core {
 
 /// Panics unless called from the thread's main context (for loop-driving entry points).
 pub(crate) fn assert_main_context(core: &Core, op: &str) {
-    if core.current.borrow().is_some() {
+    if core.in_green() {
         panic!("{op} must be called from a thread's main context, not from a green thread");
     }
     if core.in_callback() {
@@ -469,31 +469,34 @@ pub fn sleep(d: Duration) {
 /// Lets every other ready green thread run once, then continues. In a main context, runs one
 /// pass of the hub. A kill or timeout pending for the caller is raised here.
 pub fn yield_now() {
-    hub::with_core(|core| {
-        // Copy what we need out of `current` first: the main-context arm drives the loop, which
-        // takes `current` mutably.
-        let yielder = core.current.borrow().as_ref().map(|g| {
+    // The work is out of line so that the thread-local access stays small enough to inline.
+    hub::with_core(yield_on)
+}
+
+#[inline(never)]
+fn yield_on(core: &Rc<Core>) {
+    // Copy what we need out of `current` first: the main-context arm drives the loop.
+    let yielder = core.with_current(|g| {
+        g.map(|g| {
             g.check_interrupts();
             g.yielder()
-        });
-        let Some(yielder) = yielder else {
-            if core.in_callback() {
-                panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
-            }
-            // Every green thread ready now runs once (those it readies wait for the next pass).
-            let ready = core.ready.borrow().len() as u32;
-            core.turn_limited(None, Some(Instant::now()), false, ready);
-            return;
-        };
-        if core.ready.borrow().is_empty() {
-            return;
+        })
+    });
+    let Some(yielder) = yielder else {
+        if core.in_callback() {
+            panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
         }
-        core.request_requeue();
-        thread::suspend_current(yielder);
-        if let Some(g) = core.current.borrow().as_ref() {
-            g.check_interrupts();
-        }
-    })
+        // Every green thread ready now runs once (those it readies wait for the next pass).
+        let ready = core.ready.borrow().len() as u32;
+        core.turn_limited(None, Some(Instant::now()), false, ready);
+        return;
+    };
+    if core.ready.borrow().is_empty() {
+        return;
+    }
+    core.request_requeue();
+    thread::suspend_current(yielder);
+    core.with_current(|g| g.map(Green::check_interrupts));
 }
 
 /// Facts about the running green thread.
@@ -526,16 +529,18 @@ impl fmt::Debug for Current {
 /// The running green thread, or `None` in a main context or hub callback.
 pub fn current() -> Option<Current> {
     hub::with_core(|core| {
-        core.current.borrow().as_ref().map(|g| Current {
-            id: g.id(),
-            name: g.name.clone(),
+        core.with_current(|g| {
+            g.map(|g| Current {
+                id: g.id(),
+                name: g.name.clone(),
+            })
         })
     })
 }
 
 /// True when called from inside a green thread.
 pub fn in_green_thread() -> bool {
-    hub::with_core(|core| core.current.borrow().is_some())
+    hub::with_core(|core| core.in_green())
 }
 
 /// Waits for every handle and returns the values in input order. If one fails, the failure that

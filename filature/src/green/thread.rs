@@ -16,6 +16,9 @@
 //! * A kill or timeout is never raised while the green thread is already unwinding (from a
 //!   destructor that blocks on the way out): that would be a panic escaping a destructor during
 //!   cleanup, which aborts the process. The unwinding in progress ends the green thread anyway.
+//!   Whether it was unwinding when it suspended is recorded by the loop after each resume
+//!   (`suspended`); the thread's panic state is otherwise read only when an interrupt is pending,
+//!   so a park point with nothing pending costs two loads.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -51,7 +54,8 @@ pub(crate) struct Green {
     pub(crate) timeout: Cell<Option<u64>>,
     /// While > 0 the stack is lent to a pool job and a kill is held back.
     pub(crate) lent: Cell<u32>,
-    /// Set while this green thread is unwinding (see `check_interrupts`).
+    /// Whether this green thread was unwinding when it last suspended (kept by `suspended`, read
+    /// by `check_interrupts`).
     unwinding: Cell<bool>,
     completion: StdArc<dyn Complete>,
 }
@@ -109,6 +113,7 @@ impl Green {
 
     /// Runs the green thread until it suspends or finishes. Returns true when it finished.
     /// Called only by the hub loop, with `current` set to this green thread.
+    #[inline(always)]
     pub(crate) fn resume(&self) -> bool {
         let mut co = self.co.borrow_mut();
         let Some(c) = co.as_mut() else { return true };
@@ -144,15 +149,19 @@ impl Green {
     /// reaches the `with_timeout` that will clear it). The thread's panic count is shared by all
     /// green threads on it, so "this one is unwinding" is read as: panicking now, but not when
     /// the loop resumed it (remembered in `unwinding` across the suspensions that follow).
+    ///
+    /// The common case (nothing pending) costs two loads; the thread's panic state is read only
+    /// when there is something to raise.
     #[inline]
     pub(crate) fn check_interrupts(&self) {
-        if self.lent.get() > 0 {
-            return;
+        if self.cell.is_killed() || self.timeout.get().is_some() {
+            self.raise_interrupts();
         }
-        if !std::thread::panicking() {
-            self.unwinding.set(false);
-        } else if self.unwinding.get() || !crate::hub::with_core(|c| c.panicking_at_resume.get()) {
-            self.unwinding.set(true);
+    }
+
+    #[cold]
+    fn raise_interrupts(&self) {
+        if self.lent.get() > 0 || self.is_unwinding() {
             return;
         }
         if self.cell.is_killed() {
@@ -160,6 +169,27 @@ impl Green {
         }
         if let Some(id) = self.timeout.take() {
             panic::resume_unwind(Box::new(TimeoutUnwind(id)));
+        }
+    }
+
+    /// Whether this green thread is unwinding now (it runs: it is `current`): the thread is
+    /// panicking, and either this green thread already was when it last suspended, or the thread
+    /// was not panicking when the loop resumed it (so the panic began in this run).
+    fn is_unwinding(&self) -> bool {
+        std::thread::panicking()
+            && (self.unwinding.get() || !crate::hub::with_core(|c| c.panicking_at_resume.get()))
+    }
+
+    /// Called by the loop when this green thread has suspended, with whether the thread was
+    /// panicking when it was resumed: remembers whether it suspended part-way through unwinding
+    /// (the panic state changed during its run only because of its own unwinding, since nothing
+    /// else ran meanwhile).
+    #[inline]
+    pub(crate) fn suspended(&self, panicking_at_resume: bool) {
+        let panicking = std::thread::panicking();
+        if panicking || self.unwinding.get() {
+            self.unwinding
+                .set(panicking && (self.unwinding.get() || !panicking_at_resume));
         }
     }
 
@@ -189,7 +219,7 @@ pub(crate) struct CurrentYielder(*const Yielder<(), ()>);
 
 /// Switches from the running green thread back to its hub loop; returns when the loop resumes it.
 /// `y` must come from the running green thread (`current`), which every caller ensures by taking
-/// it from `core.current` on this thread just before.
+/// it from `core.with_current` on this thread just before.
 #[inline]
 pub(crate) fn suspend_current(y: CurrentYielder) {
     debug_assert!(!y.0.is_null(), "suspend before the green thread started");
@@ -207,9 +237,11 @@ where
     T: 'static,
 {
     crate::hub::with_core(|core| {
-        if let Some(g) = core.current.borrow().as_ref() {
-            g.yielder.set(y as *const _);
-        }
+        core.with_current(|g| {
+            if let Some(g) = g {
+                g.yielder.set(y as *const _);
+            }
+        })
     });
     if shared.cell.is_killed() {
         shared.complete(Err(JoinError::Killed));

@@ -66,7 +66,7 @@ impl Timeout {
     pub fn start(d: Duration) -> Timeout {
         let id = NEXT_TIMEOUT.fetch_add(1, Ordering::Relaxed);
         hub::with_core(|core| {
-            let target = match core.current.borrow().clone() {
+            let target = match core.current_green() {
                 Some(g) => Target::Green(g),
                 None => Target::Main(core.clone()),
             };

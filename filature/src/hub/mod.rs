@@ -26,6 +26,10 @@
 //!   the main context, and code it runs (callbacks, green threads) cannot drive it.
 //! * A green thread is resumed only by the loop, only when not finished, and is in the ready queue
 //!   at most once per reason (see `green::park`).
+//! * `current` points at a green thread only while `Core::resume` runs it, holding its `Rc`. A green
+//!   thread that has started and not finished stays in the slot table, which it leaves only when
+//!   it finishes or is abandoned (its stack leaked, never run again): so a green thread's own
+//!   frames may keep a `&Green` to it across switches (`Core::with_current`).
 //! * Every call the inbox accepted runs exactly once: by a pass, or by `shutdown`, which closes
 //!   the inbox (later posts fail with `Stopped`) and runs what it held before the thread exits.
 //! * When the thread exits, the thread-local's destructor tears the hub down (`Core::teardown`)
@@ -230,8 +234,9 @@ pub(crate) struct Core {
     /// Green threads by slot, for wake-ups that arrive as a slot number.
     greens: RefCell<Slots>,
     timers: RefCell<Timers>,
-    /// The green thread running now, if any.
-    pub(crate) current: RefCell<Option<Rc<Green>>>,
+    /// The green thread running now, or null. Set by `resume` to the `Green` whose `Rc` it holds
+    /// for the whole resume, and cleared before that `Rc` goes; read through `with_current`.
+    current: Cell<*const Green>,
     callback_depth: Cell<u32>,
     /// Callbacks for the next pass, posted from this thread (need not be `Send`).
     local: RefCell<VecDeque<Box<dyn FnOnce()>>>,
@@ -302,7 +307,7 @@ impl Core {
             ready: RefCell::new(VecDeque::new()),
             greens: RefCell::new(Slots::default()),
             timers: RefCell::new(Timers::default()),
-            current: RefCell::new(None),
+            current: Cell::new(std::ptr::null()),
             callback_depth: Cell::new(0),
             local: RefCell::new(VecDeque::new()),
             drain_buf: RefCell::new(Vec::new()),
@@ -318,6 +323,38 @@ impl Core {
 
     pub(crate) fn in_callback(&self) -> bool {
         self.callback_depth.get() > 0
+    }
+
+    /// True while a green thread runs (the green context).
+    #[inline]
+    pub(crate) fn in_green(&self) -> bool {
+        !self.current.get().is_null()
+    }
+
+    /// Calls `f` with the running green thread, or `None` in a main context or a hub callback.
+    #[inline]
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(Option<&Green>) -> R) -> R {
+        let p = self.current.get();
+        // SAFETY: `current` is non-null only while `resume` runs that green thread, and `resume`
+        // holds the thread's `Rc<Green>` until after it has cleared `current`. Nothing else runs
+        // on this thread meanwhile (the loop is suspended inside `resume`), so `f` runs on that
+        // green thread, with the `Green` alive. Should `f` itself switch away, the reference
+        // lives on in that green thread's frames, which run again only under a later `resume`
+        // (holding a fresh `Rc`): the slot table keeps an unfinished green thread alive until it
+        // finishes (impossible while `f`'s frame is on its stack) or is abandoned (its stack is
+        // leaked, so those frames never run again).
+        f(unsafe { p.as_ref() })
+    }
+
+    /// The running green thread's `Rc`, from the slot table (cold paths: parkers, timeouts).
+    pub(crate) fn current_green(&self) -> Option<Rc<Green>> {
+        self.with_current(|g| {
+            g.map(|g| {
+                self.greens.borrow().slots[g.slot()]
+                    .clone()
+                    .expect("a running green thread has a slot")
+            })
+        })
     }
 
     pub(crate) fn insert_green(&self, g: &Rc<Green>) -> usize {
@@ -530,22 +567,23 @@ impl Core {
         // Only the waker is registered so far; its events need no handling (edge-triggered).
     }
 
-    /// Resumes a ready green thread (the loop's side of a switch). The `Rc` moves into `current`
-    /// for the duration and comes back out; a green thread that yielded asked to be requeued.
+    /// Resumes a ready green thread (the loop's side of a switch), pointing `current` at it for
+    /// the duration; a green thread that yielded asked to be requeued.
     fn resume(&self, g: Rc<Green>) {
         if g.is_finished() {
             return;
         }
-        *self.current.borrow_mut() = Some(g);
-        self.panicking_at_resume.set(std::thread::panicking());
-        let finished = {
-            let cur = self.current.borrow();
-            cur.as_ref().expect("just set").resume()
-        };
-        let g = self.current.borrow_mut().take().expect("still set");
+        let panicking = std::thread::panicking();
+        self.panicking_at_resume.set(panicking);
+        self.current.set(Rc::as_ptr(&g));
+        let finished = g.resume();
+        self.current.set(std::ptr::null());
         if finished {
             self.remove_green(g.slot());
-        } else if self.requeue.replace(false) {
+            return;
+        }
+        g.suspended(panicking);
+        if self.requeue.replace(false) {
             self.ready.borrow_mut().push_back(g);
         }
     }
