@@ -63,6 +63,11 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
                 inbox.end_sleep();
             } else {
                 inbox.drain(&mut buf);
+                if buf.is_empty() {
+                    // A push is on its way (entered, not yet queued): the real loop spins and
+                    // yields in `spin_before_sleep` before it tries to sleep again.
+                    thread::yield_now();
+                }
                 seen.append(&mut buf);
             }
         }

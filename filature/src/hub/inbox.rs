@@ -7,37 +7,42 @@
 //!   Only the hub's thread takes items out. Under `--cfg loom` it is a loom `Mutex<VecDeque>`, a
 //!   stand-in with the same contract (linearizable push, pop and emptiness check), so that the
 //!   model checks the protocol below, which is the same code in both builds.
-//! * `state`: one atomic word that both sides change only with read-modify-writes:
-//!   `SLEEPING` (bit 0), `CLOSED` (bit 1), and above them the number of producers inside `push`.
-//!   All writes to it are RMWs, so they form one total order (its modification order), and every
-//!   RMW both acquires and releases: a later RMW (or an `Acquire` load) sees everything that
-//!   happened on the thread of any earlier one.
+//! * `state`: one atomic word, changed only with read-modify-writes (so all its changes form one
+//!   total order, its modification order, and each RMW acquires everything released by the ones
+//!   before it): `SLEEPING` (bit 0), `CLOSED` (bit 1), and above them `entered`, the number of
+//!   pushes ever let in (wrapping).
+//! * `taken`: how many items the hub has taken out, ever (wrapping; only the hub writes it).
+//!
+//! A push is one RMW on `state` (enter: count itself and read both flags), then the queue's push.
+//! The hub compares `entered` with `taken` to know whether a push it cannot see yet is on its way.
 //!
 //! # Invariants
 //!
-//! * **Exactly once, or handed back.** `push` first enters (adds one producer) and reads `CLOSED`
-//!   in the same RMW. If closed, it leaves and hands the item back. Otherwise it pushes and
-//!   leaves. `close` sets `CLOSED`, then waits until no producer is inside, then takes every
-//!   item: a producer that entered before `CLOSED` is counted and waited for, so its item is
-//!   taken; one that entered after sees `CLOSED`. So every item `push` accepted is taken by a
-//!   drain or by `close`, once (the queue hands each item out once), and none after `close`.
+//! * **Every push that is let in puts exactly one item in the queue**, after its enter. So
+//!   `entered - taken` items are queued or on their way, and every item the hub took was let in
+//!   by an enter earlier in the modification order than any RMW the hub makes afterwards.
+//! * **Exactly once, or handed back.** An enter that reads `CLOSED` undoes itself and hands the
+//!   item back. `close` sets `CLOSED` and reads `entered` in one RMW, then takes items until it
+//!   has taken that many in all (waiting for pushes still on their way): every push let in before
+//!   `CLOSED` is taken, once (the queue hands each item out once), and none is let in after.
 //! * **Order.** The queue is FIFO in the order producers reserved their slots, so items run in
 //!   arrival order overall and FIFO per producer.
 //! * **No starvation.** `drain` takes what is queued (at most `DRAIN_MAX` items) before the hub
 //!   runs any of it; items posted while the hub runs a drained batch wait for the next pass, so
 //!   timers and I/O still run under a flood of posts.
-//! * **No lost wake-up.** The hub sets `SLEEPING` (an RMW) and only then checks the queue
-//!   (`prepare_sleep`). A producer pushes and only then leaves (an RMW that reads `SLEEPING`).
-//!   Either the producer's leave comes first in the modification order, and the hub's RMW
-//!   acquires it, so the hub sees the item and does not sleep; or the hub's RMW comes first, and
-//!   the producer reads `SLEEPING`. A producer that reads `SLEEPING` clears it (`fetch_and`);
-//!   whoever clears it is the one that wakes the hub, so several producers make one syscall. A
-//!   stale clear (the hub woke and went back to sleep meanwhile) costs one spurious wake-up,
-//!   never a lost one. `nudge` is the same leave without an item, for conditions stored before
-//!   it (a stop request, an unpark of the main context) that the hub re-checks after
-//!   `prepare_sleep`.
-//! * While the hub is awake, a post is the queue's push plus two RMWs on `state`: no lock, no
-//!   syscall.
+//! * **No lost wake-up.** The hub announces sleep with an RMW that sets `SLEEPING` and reads
+//!   `entered` (`prepare_sleep`), and sleeps only if `entered == taken`. A push whose enter comes
+//!   before that RMW is counted in `entered`; since every item taken was let in before the RMW,
+//!   `entered == taken` means its item has been taken already. A push whose enter comes after it
+//!   reads `SLEEPING`, and wakes the hub once its item is in the queue. A producer that reads
+//!   `SLEEPING` clears it (`fetch_and`) and wakes the hub only if it was the one that cleared it,
+//!   so several producers make one syscall; a stale clear (the hub woke and went back to sleep
+//!   meanwhile) costs one spurious wake-up, never a lost one. `nudge` is such a clear without an
+//!   item, for conditions stored before it (a stop request, an unpark of the main context) that
+//!   the hub re-checks after `prepare_sleep`.
+//! * While the hub is awake, a post is one RMW on `state` plus the queue's push: no lock, no
+//!   syscall. A push stopped between its enter and its queue push (preempted) makes the hub spin
+//!   politely (it will not sleep, and `close` waits) until the item lands.
 
 use crossbeam_utils::CachePadded;
 
@@ -45,8 +50,11 @@ use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 const SLEEPING: usize = 1;
 const CLOSED: usize = 2;
-/// One producer inside `push`.
-const PRODUCER: usize = 4;
+const SHIFT: u32 = 2;
+/// One push let in, in `state`.
+const ENTERED_ONE: usize = 1 << SHIFT;
+/// `taken` reduced to the width of `entered`.
+const COUNT_MASK: usize = usize::MAX >> SHIFT;
 /// The most items one `drain` takes, so that producers that post as fast as the hub takes items
 /// out cannot keep one drain going.
 const DRAIN_MAX: usize = 1024;
@@ -55,6 +63,8 @@ pub(crate) struct Inbox<M> {
     queue: Queue<M>,
     /// Padded: producers write it on every post; the hub's other fields stay out of its line.
     state: CachePadded<AtomicUsize>,
+    /// Written by the hub only (an atomic so that the inbox is `Sync`; `Relaxed` suffices).
+    taken: AtomicUsize,
 }
 
 /// What a producer must do after a successful push.
@@ -71,24 +81,21 @@ impl<M> Inbox<M> {
         Inbox {
             queue: Queue::new(),
             state: CachePadded::new(AtomicUsize::new(0)),
+            taken: AtomicUsize::new(0),
         }
     }
 
     /// Appends `item`. Returns the item back if the inbox is closed.
     pub(crate) fn push(&self, item: M) -> Result<Wake, M> {
-        // ORDERING: AcqRel, like every RMW on `state` (see the module docs); this one orders the
-        // push after our check of `CLOSED` and makes us visible to `close`'s wait.
-        let entered = self.state.fetch_add(PRODUCER, Ordering::AcqRel);
-        if entered & CLOSED != 0 {
+        // ORDERING: AcqRel, like every RMW on `state` (see the module docs).
+        let seen = self.state.fetch_add(ENTERED_ONE, Ordering::AcqRel);
+        if seen & CLOSED != 0 {
             // ORDERING: see above.
-            self.state.fetch_sub(PRODUCER, Ordering::AcqRel);
+            self.state.fetch_sub(ENTERED_ONE, Ordering::AcqRel);
             return Err(item);
         }
         self.queue.push(item);
-        // ORDERING: AcqRel: releases the push to the hub's next RMW on `state` (its
-        // `prepare_sleep`), and reads `SLEEPING` in the same step.
-        let left = self.state.fetch_sub(PRODUCER, Ordering::AcqRel);
-        Ok(if left & SLEEPING != 0 {
+        Ok(if seen & SLEEPING != 0 {
             self.take_sleeping()
         } else {
             Wake::No
@@ -118,26 +125,35 @@ impl<M> Inbox<M> {
         !self.queue.is_empty()
     }
 
+    /// Adds `n` to `taken` (hub only, so a load and a store).
+    fn count_taken(&self, n: usize) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(n), Ordering::Relaxed);
+    }
+
     /// Moves the items queued now into `out` (which must be empty), in arrival order: until the
     /// queue is empty, or at most `DRAIN_MAX` of them (the rest wait for the next pass). Hub
     /// thread only.
     pub(crate) fn drain(&self, out: &mut Vec<M>) {
         debug_assert!(out.is_empty());
+        // Only `pop` here: it reads the tail (which every producer writes) only when the head
+        // has caught up with it, while `is_empty` reads it every time.
         while out.len() < DRAIN_MAX {
             match self.queue.pop() {
                 Some(m) => out.push(m),
                 None => break,
             }
         }
+        self.count_taken(out.len());
     }
 
     /// The hub is about to block. Returns `false` (and does not mark it asleep) if items are
-    /// waiting; otherwise marks it asleep so the next producer wakes it. Hub thread only.
+    /// queued or on their way; otherwise marks it asleep so the next producer wakes it. Hub
+    /// thread only.
     pub(crate) fn prepare_sleep(&self) -> bool {
-        // ORDERING: AcqRel: acquires every push whose producer left before this, so the check
-        // below sees its item (see the module docs).
-        self.state.fetch_or(SLEEPING, Ordering::AcqRel);
-        if self.queue.is_empty() {
+        // ORDERING: AcqRel, see the module docs.
+        let seen = self.state.fetch_or(SLEEPING, Ordering::AcqRel);
+        if seen >> SHIFT == self.taken.load(Ordering::Relaxed) & COUNT_MASK {
             return true;
         }
         self.end_sleep();
@@ -150,21 +166,29 @@ impl<M> Inbox<M> {
         self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
     }
 
-    /// Refuses all further pushes and returns what was still queued, in order. Hub thread only.
+    /// Refuses all further pushes and returns what was still queued, in order, waiting for pushes
+    /// let in before the close that are still on their way. Hub thread only.
     pub(crate) fn close(&self) -> Vec<M> {
         // ORDERING: AcqRel, see the module docs.
-        self.state.fetch_or(CLOSED, Ordering::AcqRel);
-        // Producers that entered before `CLOSED` are finishing a push (no user code runs there);
-        // those after it leave at once.
-        // ORDERING: Acquire: the load that sees no producer inside acquires their pushes (every
-        // write to `state` is an RMW, so it reads the end of their release sequences).
-        while self.state.load(Ordering::Acquire) >= PRODUCER {
-            crate::loom::thread::yield_now();
-        }
+        let seen = self.state.fetch_or(CLOSED, Ordering::AcqRel);
         let mut rest = Vec::new();
-        while let Some(m) = self.queue.pop() {
-            rest.push(m);
+        if seen & CLOSED != 0 {
+            return rest; // the first close took everything
         }
+        let entered = seen >> SHIFT;
+        let mut taken = self.taken.load(Ordering::Relaxed);
+        while taken & COUNT_MASK != entered {
+            match self.queue.pop() {
+                Some(m) => {
+                    rest.push(m);
+                    taken = taken.wrapping_add(1);
+                }
+                // A producer let in before `CLOSED` is between its enter and its push (no user
+                // code runs there).
+                None => crate::loom::thread::yield_now(),
+            }
+        }
+        self.taken.store(taken, Ordering::Relaxed);
         rest
     }
 
