@@ -476,15 +476,15 @@ impl Core {
     /// wake. True if something arrived (the caller returns and the next pass handles it).
     fn spin_before_sleep(&self, main: Option<&ParkCell>) -> bool {
         let backoff = crossbeam_utils::Backoff::new();
-        loop {
+        // The pass has just looked: wait a little before looking again (a producer that is
+        // writing the queue's tail loses the cache line to every look).
+        while !backoff.is_completed() {
+            backoff.snooze();
             if self.shared.inbox.has_pending() || main.is_some_and(|m| m.peek_notified()) {
                 return true;
             }
-            if backoff.is_completed() {
-                return false;
-            }
-            backoff.snooze();
         }
+        false
     }
 
     fn drain_inbox(&self) {
