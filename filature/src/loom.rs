@@ -25,7 +25,7 @@ pub(crate) mod sync {
 /// Thread spawning, so that the thread pool's workers become loom threads under `--cfg loom`.
 #[cfg(not(loom))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::{current, Builder, JoinHandle};
+    pub(crate) use std::thread::{current, yield_now, Builder, JoinHandle};
 
     /// True if the thread behind `handle` has finished (so joining it will not block).
     pub(crate) fn is_finished<T>(handle: &JoinHandle<T>) -> bool {
@@ -36,7 +36,7 @@ pub(crate) mod thread {
 /// Thread spawning, so that the thread pool's workers become loom threads under `--cfg loom`.
 #[cfg(loom)]
 pub(crate) mod thread {
-    pub(crate) use loom::thread::{current, Builder, JoinHandle};
+    pub(crate) use loom::thread::{current, yield_now, Builder, JoinHandle};
 
     /// Loom cannot ask; report "not finished" so that handles are kept and joined at stop.
     pub(crate) fn is_finished<T>(_handle: &JoinHandle<T>) -> bool {

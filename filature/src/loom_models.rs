@@ -3,7 +3,10 @@
 //!
 //! * The hub inbox: producers post while the hub drains and goes to sleep; the model checks
 //!   every interleaving for a lost wake-up (the hub would sleep forever: loom reports a deadlock),
-//!   for items run twice or never, and for per-producer order.
+//!   for items run twice or never, and for per-producer order; a close racing a push either takes
+//!   the item or refuses it (never both, never neither); a stop request stored before a `nudge`
+//!   always wakes a hub that is going to sleep. The inbox's queue is a loom `Mutex<VecDeque>`
+//!   there (see `hub::inbox`); the protocol around it is the real code.
 //! * A cross-thread `Event` send/wait: the real `Event::wait_with` loop and the real `ParkCell`
 //!   state machine, with "suspend until scheduled" played by a loom `Notify` (what the hub inbox,
 //!   modelled above, does in the real thing).
@@ -60,6 +63,11 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
                 inbox.end_sleep();
             } else {
                 inbox.drain(&mut buf);
+                if buf.is_empty() {
+                    // A push is on its way (entered, not yet queued): the real loop spins and
+                    // yields in `spin_before_sleep` before it tries to sleep again.
+                    thread::yield_now();
+                }
                 seen.append(&mut buf);
             }
         }
@@ -79,6 +87,59 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
                 "producer {p} out of order or duplicated: {seen:?}"
             );
         }
+    });
+}
+
+#[test]
+fn inbox_close_takes_or_refuses_every_push_exactly_once() {
+    model(|| {
+        let inbox: Arc<Inbox<u8>> = Arc::new(Inbox::new());
+        let producer = {
+            let inbox = inbox.clone();
+            thread::spawn(move || {
+                (0..2u8)
+                    .filter(|&i| inbox.push(i).is_ok())
+                    .collect::<Vec<u8>>()
+            })
+        };
+        // The hub: one pass, then shutdown closes the inbox and takes what it still held.
+        let mut taken = Vec::new();
+        inbox.drain(&mut taken);
+        taken.extend(inbox.close());
+        let accepted = producer.join().unwrap();
+        assert_eq!(taken, accepted, "accepted items must run once, in order");
+        assert!(inbox.push(9).is_err(), "a closed inbox refuses posts");
+    });
+}
+
+#[test]
+fn inbox_nudge_wakes_a_hub_going_to_sleep() {
+    use crate::loom::sync::atomic::{AtomicBool, Ordering};
+    model(|| {
+        let inbox: Arc<Inbox<u8>> = Arc::new(Inbox::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let waker = Arc::new(Notify::new());
+        let stopper = {
+            let (inbox, stop, waker) = (inbox.clone(), stop.clone(), waker.clone());
+            thread::spawn(move || {
+                // As `HubHandle::stop`: store the condition, then nudge.
+                stop.store(true, Ordering::Release);
+                if inbox.nudge() == Wake::Yes {
+                    waker.notify();
+                }
+            })
+        };
+        // As `hub::run` and the end of `Core::turn`: re-check the condition after announcing
+        // sleep, and sleep only if it still does not hold.
+        while !stop.load(Ordering::Acquire) {
+            if inbox.prepare_sleep() {
+                if !stop.load(Ordering::Acquire) {
+                    waker.wait();
+                }
+                inbox.end_sleep();
+            }
+        }
+        stopper.join().unwrap();
     });
 }
 

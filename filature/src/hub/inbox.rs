@@ -1,35 +1,70 @@
 //! The cross-thread inbox of a hub.
 //!
+//! # Pieces
+//!
+//! * `queue`: a lock-free, unbounded, multi-producer FIFO (crossbeam-channel's list flavour: one
+//!   allocation per 31 items, a producer reserves a slot with one compare-and-swap on the tail).
+//!   Only the hub's thread takes items out. Under `--cfg loom` it is a loom `Mutex<VecDeque>`, a
+//!   stand-in with the same contract (linearizable push, pop and emptiness check), so that the
+//!   model checks the protocol below, which is the same code in both builds.
+//! * `state`: one atomic word, changed only with read-modify-writes (so all its changes form one
+//!   total order, its modification order, and each RMW acquires everything released by the ones
+//!   before it): `SLEEPING` (bit 0), `CLOSED` (bit 1), and above them `entered`, the number of
+//!   pushes ever let in (wrapping).
+//! * `taken`: how many items the hub has taken out, ever (wrapping; only the hub writes it).
+//!
+//! A push is one RMW on `state` (enter: count itself and read both flags), then the queue's push.
+//! The hub compares `entered` with `taken` to know whether a push it cannot see yet is on its way.
+//!
 //! # Invariants
 //!
-//! * One mutex guards `items`, `sleeping` and `closed`. Producers push under it; the hub takes the
-//!   whole vector under it (a swap), then runs the items *without* the lock. Items posted while a
-//!   drain is running land in the fresh vector and so run in the next pass: a flood of posts never
-//!   starves timers or I/O.
-//! * Order: one vector, appended under the lock, drained front to back, so items run in arrival
-//!   order overall and therefore FIFO per producer. Every accepted item is drained exactly once:
-//!   `push` either appends (and returns `Ok`) or, once `closed`, hands the item back (`Err`).
-//! * Wake-ups: the hub sets `sleeping = true` under the lock only after seeing no items
-//!   (`prepare_sleep`); a producer that finds `sleeping` clears it and is the one (and only one)
-//!   that must wake the hub. Because the flag is read and written under the same lock as the items,
-//!   no post can slip between "hub saw nothing" and "hub sleeps" without the producer seeing
-//!   `sleeping`. No syscall is made for a post while the hub is awake.
-//! * `pending` mirrors "items is non-empty" and is written only under the lock; the hub reads it
-//!   without the lock as a cheap hint each pass (a stale `false` only delays an item to the next
-//!   pass; the sleep path re-checks under the lock).
+//! * **Every push that is let in puts exactly one item in the queue**, after its enter. So
+//!   `entered - taken` items are queued or on their way, and every item the hub took was let in
+//!   by an enter earlier in the modification order than any RMW the hub makes afterwards.
+//! * **Exactly once, or handed back.** An enter that reads `CLOSED` undoes itself and hands the
+//!   item back. `close` sets `CLOSED` and reads `entered` in one RMW, then takes items until it
+//!   has taken that many in all (waiting for pushes still on their way): every push let in before
+//!   `CLOSED` is taken, once (the queue hands each item out once), and none is let in after.
+//! * **Order.** The queue is FIFO in the order producers reserved their slots, so items run in
+//!   arrival order overall and FIFO per producer.
+//! * **No starvation.** `drain` takes what is queued (at most `DRAIN_MAX` items) before the hub
+//!   runs any of it; items posted while the hub runs a drained batch wait for the next pass, so
+//!   timers and I/O still run under a flood of posts.
+//! * **No lost wake-up.** The hub announces sleep with an RMW that sets `SLEEPING` and reads
+//!   `entered` (`prepare_sleep`), and sleeps only if `entered == taken`. A push whose enter comes
+//!   before that RMW is counted in `entered`; since every item taken was let in before the RMW,
+//!   `entered == taken` means its item has been taken already. A push whose enter comes after it
+//!   reads `SLEEPING`, and wakes the hub once its item is in the queue. A producer that reads
+//!   `SLEEPING` clears it (`fetch_and`) and wakes the hub only if it was the one that cleared it,
+//!   so several producers make one syscall; a stale clear (the hub woke and went back to sleep
+//!   meanwhile) costs one spurious wake-up, never a lost one. `nudge` is such a clear without an
+//!   item, for conditions stored before it (a stop request, an unpark of the main context) that
+//!   the hub re-checks after `prepare_sleep`.
+//! * While the hub is awake, a post is one RMW on `state` plus the queue's push: no lock, no
+//!   syscall. A push stopped between its enter and its queue push (preempted) makes the hub spin
+//!   politely (it will not sleep, and `close` waits) until the item lands.
 
-use crate::loom::sync::atomic::{AtomicBool, Ordering};
-use crate::loom::sync::Mutex;
+use crossbeam_utils::CachePadded;
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+
+const SLEEPING: usize = 1;
+const CLOSED: usize = 2;
+const SHIFT: u32 = 2;
+/// One push let in, in `state`.
+const ENTERED_ONE: usize = 1 << SHIFT;
+/// `taken` reduced to the width of `entered`.
+const COUNT_MASK: usize = usize::MAX >> SHIFT;
+/// The most items one `drain` takes, so that producers that post as fast as the hub takes items
+/// out cannot keep one drain going.
+const DRAIN_MAX: usize = 1024;
 
 pub(crate) struct Inbox<M> {
-    state: Mutex<State<M>>,
-    pending: AtomicBool,
-}
-
-struct State<M> {
-    items: Vec<M>,
-    sleeping: bool,
-    closed: bool,
+    queue: Queue<M>,
+    /// Padded: producers write it on every post; the hub's other fields stay out of its line.
+    state: CachePadded<AtomicUsize>,
+    /// Written by the hub only (an atomic so that the inbox is `Sync`; `Relaxed` suffices).
+    taken: AtomicUsize,
 }
 
 /// What a producer must do after a successful push.
@@ -44,97 +79,189 @@ pub(crate) enum Wake {
 impl<M> Inbox<M> {
     pub(crate) fn new() -> Self {
         Inbox {
-            state: Mutex::new(State {
-                items: Vec::new(),
-                sleeping: false,
-                closed: false,
-            }),
-            pending: AtomicBool::new(false),
+            queue: Queue::new(),
+            state: CachePadded::new(AtomicUsize::new(0)),
+            taken: AtomicUsize::new(0),
         }
-    }
-
-    fn lock(&self) -> crate::loom::sync::MutexGuard<'_, State<M>> {
-        // A panic never happens while the lock is held (no user code runs under it), so a
-        // poisoned lock can only come from an abort-in-progress; carry on with the data.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends `item`. Returns the item back if the inbox is closed.
     pub(crate) fn push(&self, item: M) -> Result<Wake, M> {
-        let mut st = self.lock();
-        if st.closed {
+        // ORDERING: AcqRel, like every RMW on `state` (see the module docs).
+        let seen = self.state.fetch_add(ENTERED_ONE, Ordering::AcqRel);
+        if seen & CLOSED != 0 {
+            // ORDERING: see above.
+            self.state.fetch_sub(ENTERED_ONE, Ordering::AcqRel);
             return Err(item);
         }
-        st.items.push(item);
-        // ORDERING: Release pairs with the hub's Acquire in `has_pending`, so a hub that sees
-        // `true` and then locks finds the item (the lock would order it anyway; this keeps the
-        // hint honest).
-        self.pending.store(true, Ordering::Release);
-        Ok(if std::mem::take(&mut st.sleeping) {
-            Wake::Yes
+        self.queue.push(item);
+        Ok(if seen & SLEEPING != 0 {
+            self.take_sleeping()
         } else {
             Wake::No
         })
     }
 
-    /// Asks a sleeping hub to wake up without posting anything (used when some other condition
-    /// the hub waits on has changed). Returns whether the caller must wake it.
-    pub(crate) fn nudge(&self) -> Wake {
-        let mut st = self.lock();
-        if std::mem::take(&mut st.sleeping) {
+    /// Clears `SLEEPING`; the caller that cleared it must wake the hub.
+    fn take_sleeping(&self) -> Wake {
+        // ORDERING: AcqRel, see the module docs.
+        if self.state.fetch_and(!SLEEPING, Ordering::AcqRel) & SLEEPING != 0 {
             Wake::Yes
         } else {
             Wake::No
         }
     }
 
-    /// Cheap hint: were items posted since the last drain?
-    #[inline]
-    pub(crate) fn has_pending(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release store in `push`.
-        self.pending.load(Ordering::Acquire)
+    /// Asks a sleeping hub to wake up without posting anything (used when some other condition
+    /// the hub waits on has changed; store it before calling). Returns whether the caller must
+    /// wake it.
+    pub(crate) fn nudge(&self) -> Wake {
+        self.take_sleeping()
     }
 
-    /// Moves every item posted so far into `out` (which must be empty), in arrival order.
+    /// Cheap check, each pass: is anything queued?
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Adds `n` to `taken` (hub only, so a load and a store).
+    fn count_taken(&self, n: usize) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Moves the items queued now into `out` (which must be empty), in arrival order: until the
+    /// queue is empty, or at most `DRAIN_MAX` of them (the rest wait for the next pass). Hub
+    /// thread only.
     pub(crate) fn drain(&self, out: &mut Vec<M>) {
         debug_assert!(out.is_empty());
-        let mut st = self.lock();
-        std::mem::swap(&mut st.items, out);
-        // ORDERING: written under the lock; see `push`.
-        self.pending.store(false, Ordering::Release);
+        // Only `pop` here: it reads the tail (which every producer writes) only when the head
+        // has caught up with it, while `is_empty` reads it every time.
+        while out.len() < DRAIN_MAX {
+            match self.queue.pop() {
+                Some(m) => out.push(m),
+                None => break,
+            }
+        }
+        self.count_taken(out.len());
     }
 
     /// The hub is about to block. Returns `false` (and does not mark it asleep) if items are
-    /// waiting; otherwise marks it asleep so the next producer wakes it.
+    /// queued or on their way; otherwise marks it asleep so the next producer wakes it. Hub
+    /// thread only.
     pub(crate) fn prepare_sleep(&self) -> bool {
-        let mut st = self.lock();
-        if !st.items.is_empty() {
-            return false;
+        // ORDERING: AcqRel, see the module docs.
+        let seen = self.state.fetch_or(SLEEPING, Ordering::AcqRel);
+        if seen >> SHIFT == self.taken.load(Ordering::Relaxed) & COUNT_MASK {
+            return true;
         }
-        st.sleeping = true;
-        true
+        self.end_sleep();
+        false
     }
 
-    /// The hub is awake again (whether or not someone woke it).
+    /// The hub is awake again (whether or not someone woke it). Hub thread only.
     pub(crate) fn end_sleep(&self) {
-        self.lock().sleeping = false;
+        // ORDERING: AcqRel, see the module docs.
+        self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
     }
 
-    /// Refuses all further pushes and returns what was still queued, in order.
+    /// Refuses all further pushes and returns what was still queued, in order, waiting for pushes
+    /// let in before the close that are still on their way. Hub thread only.
     pub(crate) fn close(&self) -> Vec<M> {
-        let mut st = self.lock();
-        st.closed = true;
-        // ORDERING: written under the lock; see `push`.
-        self.pending.store(false, Ordering::Release);
-        std::mem::take(&mut st.items)
+        // ORDERING: AcqRel, see the module docs.
+        let seen = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        let mut rest = Vec::new();
+        if seen & CLOSED != 0 {
+            return rest; // the first close took everything
+        }
+        let entered = seen >> SHIFT;
+        let mut taken = self.taken.load(Ordering::Relaxed);
+        while taken & COUNT_MASK != entered {
+            match self.queue.pop() {
+                Some(m) => {
+                    rest.push(m);
+                    taken = taken.wrapping_add(1);
+                }
+                // A producer let in before `CLOSED` is between its enter and its push (no user
+                // code runs there).
+                None => crate::loom::thread::yield_now(),
+            }
+        }
+        self.taken.store(taken, Ordering::Relaxed);
+        rest
     }
 
     /// True once `close` has run (the reactor asks, to refuse inline calls after its shutdown).
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        // ORDERING: Acquire, pairs with `close`.
+        self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
+    /// How many items are queued (a snapshot).
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        self.queue.len()
+    }
+}
+
+/// The lock-free queue.
+#[cfg(not(loom))]
+struct Queue<M> {
+    tx: crossbeam_channel::Sender<M>,
+    rx: crossbeam_channel::Receiver<M>,
+}
+
+#[cfg(not(loom))]
+impl<M> Queue<M> {
+    fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Queue { tx, rx }
+    }
+
+    fn push(&self, item: M) {
+        if self.tx.send(item).is_err() {
+            unreachable!("the inbox owns both ends of its queue");
+        }
+    }
+
+    fn pop(&self) -> Option<M> {
+        self.rx.try_recv().ok()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+/// The queue's stand-in for loom: the same contract, built from loom's `Mutex`.
+#[cfg(loom)]
+struct Queue<M>(crate::loom::sync::Mutex<std::collections::VecDeque<M>>);
+
+#[cfg(loom)]
+impl<M> Queue<M> {
+    fn new() -> Self {
+        Queue(crate::loom::sync::Mutex::new(
+            std::collections::VecDeque::new(),
+        ))
+    }
+
+    fn push(&self, item: M) {
+        self.0.lock().unwrap().push_back(item);
+    }
+
+    fn pop(&self) -> Option<M> {
+        self.0.lock().unwrap().pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
     }
 }

@@ -9,7 +9,9 @@
 //!   the inbox and the mio `Waker` (`HubShared`).
 //! * A **pass** (`Core::turn`) drains the inbox once, fires due timers, resumes ready green threads
 //!   in FIFO order (a yielding one goes to the back) until none is ready or a budget of resumes is
-//!   spent, then polls I/O (blocking only when nothing is ready).
+//!   spent, then polls I/O (blocking only when nothing is ready). Before it blocks it watches the
+//!   inbox for a few microseconds (spinning, then yielding, as crossbeam's receivers do), so a
+//!   steady stream of posts costs neither side a syscall.
 //!
 //! # Three contexts
 //!
@@ -493,6 +495,9 @@ impl Core {
             self.poll_io(Some(Duration::ZERO));
             return;
         }
+        if self.spin_before_sleep(main) {
+            return;
+        }
         if !self.shared.inbox.prepare_sleep() {
             return;
         }
@@ -507,6 +512,23 @@ impl Core {
         crate::green::stack::trim_thread_cache();
         self.poll_io(timeout);
         self.shared.inbox.end_sleep();
+    }
+
+    /// Before blocking, watches the inbox (and the waiting main context) for a few microseconds:
+    /// spinning, then yielding the CPU, as crossbeam's receivers do (`Backoff::snooze`). A
+    /// producer that posts meanwhile then needs no wake-up syscall and the hub none to sleep and
+    /// wake. True if something arrived (the caller returns and the next pass handles it).
+    fn spin_before_sleep(&self, main: Option<&ParkCell>) -> bool {
+        let backoff = crossbeam_utils::Backoff::new();
+        // The pass has just looked: wait a little before looking again (a producer that is
+        // writing the queue's tail loses the cache line to every look).
+        while !backoff.is_completed() {
+            backoff.snooze();
+            if self.shared.inbox.has_pending() || main.is_some_and(|m| m.peek_notified()) {
+                return true;
+            }
+        }
+        false
     }
 
     fn drain_inbox(&self) {
@@ -732,8 +754,11 @@ pub fn run() {
     with_core(|core| {
         crate::green::assert_main_context(core, "hub::run");
         loop {
+            // A load first: a swap each pass would take the flag's cache line from the producers.
             // ORDERING: Acquire pairs with the Release in `HubHandle::stop`.
-            if core.shared.stop.swap(false, Ordering::AcqRel) {
+            if core.shared.stop.load(Ordering::Acquire)
+                && core.shared.stop.swap(false, Ordering::AcqRel)
+            {
                 return;
             }
             core.turn(None, None, true);

@@ -787,7 +787,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        Shared::submit(&self.shared, None, Box::new(f)).map(drop)
+        Shared::submit(&self.shared, None, crate::hub::box_call(f)).map(drop)
     }
 
     /// [`call_in_thread`](ThreadPool::call_in_thread) for an already boxed job (no second box).
@@ -824,7 +824,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let id = Shared::submit(&self.shared, None, Box::new(f))?;
+        let id = Shared::submit(&self.shared, None, crate::hub::box_call(f))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
             id,
@@ -852,7 +852,7 @@ impl ThreadPool {
         F: FnOnce() + Send + 'static,
     {
         let name: Box<str> = name.into().into_boxed_str();
-        let id = Shared::submit(&self.shared, Some(name), Box::new(f))?;
+        let id = Shared::submit(&self.shared, Some(name), crate::hub::box_call(f))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
             id,

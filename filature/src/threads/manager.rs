@@ -60,7 +60,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -68,7 +67,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::failure::panic_message;
 use crate::hub::{self, HubHandle};
 
 use super::manager_errors::{StopTimeout, ThreadError, ThreadErrorKind};
@@ -825,19 +823,12 @@ impl Control {
     }
 }
 
-/// Wraps a job so that a panic is logged with the thread's name and does not reach the hub.
+/// Boxes a job for a named thread's hub, once: a job that is a `Box<dyn FnOnce() + Send>`
+/// already is posted as it is (see [`hub::box_call`]). No wrapper is needed to keep a panic from
+/// reaching the thread: the hub runs every posted call as a callback, which catches the panic and
+/// logs it with the hub's name (the thread's id), then goes on with the next job.
 fn guarded(f: impl FnOnce() + Send + 'static) -> Job {
-    Box::new(move || {
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
-            let me = std::thread::current();
-            let name = me.name().unwrap_or("<unnamed>");
-            tracing::error!(
-                thread = name,
-                "a job on named thread '{name}' panicked: {}",
-                panic_message(&*p)
-            );
-        }
-    })
+    hub::box_call(f)
 }
 
 /// Marks the thread exited however its body ends, so `stop` never waits for a dead thread.
