@@ -483,8 +483,10 @@ fn the_reactor() {
         calls.load(Ordering::Relaxed)
     );
     reactor::stop().unwrap();
+    // Calls posted while the reactor shuts down still run (it drains its inbox); a blocking call
+    // would wait on a reactor that is going away, so it fails at once.
     println!(
-        "reactor stopped; call_from_thread now says: {}",
-        reactor::call_from_thread(|| ()).unwrap_err()
+        "reactor stopping; blocking_call_from_thread now says: {}",
+        reactor::blocking_call_from_thread(|| ()).unwrap_err()
     );
 }
