@@ -31,3 +31,8 @@ pub use filature_macros::{
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The README's Rust examples, compiled and run as doc-tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
