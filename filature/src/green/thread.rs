@@ -91,6 +91,9 @@ impl Green {
             unwinding: Cell::new(false),
             completion: shared,
         });
+        if let Some(name) = &g.name {
+            core.shared.activity.named_started(g.id(), name);
+        }
         let slot = core.insert_green(&g);
         g.slot.set(slot);
         g.cell.set_slot(slot);
