@@ -45,6 +45,8 @@ pub(crate) struct TimeoutUnwind(pub(crate) u64);
 
 pub(crate) struct Green {
     pub(crate) cell: Unparker,
+    /// `cell.id`, copied here so the loop reads it in one load on every resume.
+    id: u64,
     co: RefCell<Option<Coro>>,
     yielder: Cell<*const Yielder<(), ()>>,
     pub(crate) name: Option<StdArc<str>>,
@@ -81,6 +83,7 @@ impl Green {
         });
         let g = Rc::new(Green {
             cell: shared.cell.clone(),
+            id: shared.cell.id,
             co: RefCell::new(Some(co)),
             yielder: Cell::new(ptr::null()),
             name: shared.name().cloned(),
@@ -91,6 +94,9 @@ impl Green {
             unwinding: Cell::new(false),
             completion: shared,
         });
+        if let Some(name) = &g.name {
+            core.shared.activity.named_started(g.id(), name);
+        }
         let slot = core.insert_green(&g);
         g.slot.set(slot);
         g.cell.set_slot(slot);
@@ -100,7 +106,7 @@ impl Green {
 
     #[inline]
     pub(crate) fn id(&self) -> u64 {
-        self.cell.id
+        self.id
     }
 
     pub(crate) fn slot(&self) -> usize {

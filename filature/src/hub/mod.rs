@@ -13,6 +13,10 @@
 //!   inbox for a few microseconds (spinning, then yielding, as crossbeam's receivers do), so a
 //!   steady stream of posts costs neither side a syscall.
 //!
+//! * The **activity** (`detector::Activity`, in the handle's shared part) says whether the loop is
+//!   inside a resume or a callback, and of which green thread, for the blocking detector
+//!   ([`set_blocking_threshold`]); the loop writes it with plain stores on every resume.
+//!
 //! # Three contexts
 //!
 //! Code on a thread runs in one of three contexts, told apart by two fields of the core:
@@ -42,6 +46,7 @@
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
 
+mod detector;
 pub(crate) mod inbox;
 mod task;
 pub(crate) mod timer;
@@ -59,6 +64,7 @@ use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::loom::sync::Arc;
 use crate::Stopped;
 
+pub use detector::{blocking_threshold, set_blocking_threshold, BLOCKING_THRESHOLD_ENV};
 pub use task::{spawn_future, FutureHandle};
 pub use timer::{DelayedCall, DelayedCallError};
 
@@ -86,6 +92,8 @@ pub(crate) struct HubShared {
     waker: mio::Waker,
     stop: AtomicBool,
     name: String,
+    /// What the loop runs now, for the blocking detector (written by the hub's thread only).
+    pub(crate) activity: detector::Activity,
 }
 
 impl HubShared {
@@ -282,6 +290,7 @@ impl HubShared {
             waker,
             stop: AtomicBool::new(false),
             name: "model".into(),
+            activity: detector::Activity::default(),
         })
     }
 }
@@ -300,7 +309,9 @@ impl Core {
             waker,
             stop: AtomicBool::new(false),
             name,
+            activity: detector::Activity::default(),
         });
+        detector::register(&shared);
         let main_cell = Arc::new(ParkCell::new(shared.clone(), 0));
         Rc::new(Core {
             shared,
@@ -375,8 +386,11 @@ impl Core {
 
     pub(crate) fn remove_green(&self, slot: usize) {
         let mut s = self.greens.borrow_mut();
-        if s.slots.get_mut(slot).and_then(Option::take).is_some() {
+        if let Some(g) = s.slots.get_mut(slot).and_then(Option::take) {
             s.free.push(slot);
+            if g.name.is_some() {
+                self.shared.activity.named_finished(g.id());
+            }
         }
     }
 
@@ -416,7 +430,9 @@ impl Core {
     /// Runs `f` as a hub callback: blocking inside panics; a panic is caught and logged.
     pub(crate) fn run_callback(&self, what: &str, f: impl FnOnce()) {
         self.callback_depth.set(self.callback_depth.get() + 1);
+        let token = self.shared.activity.enter(0);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.shared.activity.exit(token);
         self.callback_depth.set(self.callback_depth.get() - 1);
         if let Err(p) = r {
             tracing::error!(hub = %self.shared.name, "a {what} panicked: {}", panic_message(&*p));
@@ -598,7 +614,9 @@ impl Core {
         let panicking = std::thread::panicking();
         self.panicking_at_resume.set(panicking);
         self.current.set(Rc::as_ptr(&g));
+        let token = self.shared.activity.enter(g.id());
         let finished = g.resume();
+        self.shared.activity.exit(token);
         self.current.set(std::ptr::null());
         if finished {
             self.remove_green(g.slot());
@@ -641,6 +659,7 @@ impl Core {
             g.abandon();
         }
         self.greens.borrow_mut().free.clear();
+        self.shared.activity.clear_names();
         self.ready.borrow_mut().clear();
         let unrun = self.shared.inbox.close();
         self.delayed_spawns.borrow_mut().clear();
