@@ -210,6 +210,7 @@ fn init_from_env() {
 }
 
 /// Enters a new hub in the registry (at hub creation).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn register(hub: &Arc<HubShared>) {
     init_from_env();
     let mut g = lock(&GLOBAL);

@@ -119,10 +119,24 @@ impl<M> Inbox<M> {
         self.take_sleeping()
     }
 
-    /// Cheap check, each pass: is anything queued?
+    /// Is anything in the queue? (Each pass, and while the hub watches before sleeping.)
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    /// A cheaper hint, for the loop to check after each green thread it resumes: was anything
+    /// let in that the hub has not taken yet (queued, or still on its way)? Two plain loads, where
+    /// `has_pending` reads both ends of the queue; `state`'s line stays in the hub's cache while
+    /// nobody posts. Not for spinning on: `true` may stand for an item still on its way (the
+    /// loop then ends its run of green threads early and goes on with its pass).
+    #[inline]
+    pub(crate) fn maybe_pending(&self) -> bool {
+        // ORDERING: Relaxed: a hint. A stale `false` only delays an item to the next pass (whose
+        // `has_pending` and `prepare_sleep` are the real checks); a stale `true` ends a run of
+        // green threads early.
+        let entered = self.state.load(Ordering::Relaxed) >> SHIFT;
+        entered != self.taken.load(Ordering::Relaxed) & COUNT_MASK
     }
 
     /// Adds `n` to `taken` (hub only, so a load and a store).

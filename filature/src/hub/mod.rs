@@ -311,6 +311,8 @@ impl Core {
             name,
             activity: detector::Activity::default(),
         });
+        // The loom models build hubs from loom's `Arc`; the registry holds std `Weak`s.
+        #[cfg(not(loom))]
         detector::register(&shared);
         let main_cell = Arc::new(ParkCell::new(shared.clone(), 0));
         Rc::new(Core {
@@ -485,7 +487,7 @@ impl Core {
                 return;
             }
             budget -= 1;
-            if self.shared.inbox.has_pending() || !self.local.borrow().is_empty() {
+            if self.shared.inbox.maybe_pending() || !self.local.borrow().is_empty() {
                 break;
             }
         }
