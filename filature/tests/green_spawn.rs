@@ -5,6 +5,8 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{drive_until, Watchdog, LONG};
@@ -300,4 +302,31 @@ fn yield_now_in_a_main_context_runs_one_pass() {
     green::yield_now();
     assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
     assert!(hs.iter().all(|h| h.is_finished()));
+}
+
+/// `yield_now` in a green thread that is alone goes back to the loop, which runs timers, posted
+/// calls and I/O (eventlet's `sleep(0)`): a green thread that polls a flag set by a timer or by
+/// another thread's post must see it. (It used to return at once when no other green thread was
+/// ready, which starved the loop.)
+#[test]
+fn a_lone_green_thread_yielding_in_a_loop_lets_timers_and_posts_run() {
+    let _w = Watchdog::new("lone yield_now", Duration::from_secs(30));
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    hub::call_later(Duration::from_millis(5), move || f.set(true));
+    let posted = Arc::new(AtomicBool::new(false));
+    let p = posted.clone();
+    let me = hub::current();
+    std::thread::spawn(move || {
+        me.call(move || p.store(true, Ordering::SeqCst)).unwrap();
+    });
+    let h = green::spawn(move || {
+        let mut spins = 0u64;
+        while !fired.get() || !posted.load(Ordering::SeqCst) {
+            green::yield_now();
+            spins += 1;
+        }
+        spins
+    });
+    assert!(h.join() > 0);
 }

@@ -466,8 +466,9 @@ pub fn sleep(d: Duration) {
     }
 }
 
-/// Lets every other ready green thread run once, then continues. In a main context, runs one
-/// pass of the hub. A kill or timeout pending for the caller is raised here.
+/// Lets every other ready green thread run once, then continues; always through the hub's loop,
+/// so due timers, posted calls and I/O also get their turn (eventlet's `sleep(0)`). In a main
+/// context, runs one pass of the hub. A kill or timeout pending for the caller is raised here.
 pub fn yield_now() {
     // The work is out of line so that the thread-local access stays small enough to inline.
     hub::with_core(yield_on)
@@ -491,9 +492,9 @@ fn yield_on(core: &Rc<Core>) {
         core.turn_limited(None, Some(Instant::now()), false, ready);
         return;
     };
-    if core.ready.borrow().is_empty() {
-        return;
-    }
+    // Even with no other green thread ready, go back to the loop: it runs due timers, posted
+    // calls and I/O on the way (eventlet's `sleep(0)`), which a green thread polling a flag in a
+    // loop may be waiting for.
     core.request_requeue();
     thread::suspend_current(yielder);
     core.with_current(|g| g.map(Green::check_interrupts));
