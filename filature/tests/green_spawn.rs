@@ -330,3 +330,18 @@ fn a_lone_green_thread_yielding_in_a_loop_lets_timers_and_posts_run() {
     });
     assert!(h.join() > 0);
 }
+
+/// `sleep(Duration::ZERO)` is a yield through the loop too (eventlet's `sleep(0)`), not a no-op.
+#[test]
+fn a_lone_green_thread_sleeping_zero_in_a_loop_lets_timers_run() {
+    let _w = Watchdog::new("lone sleep(0)", Duration::from_secs(30));
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    hub::call_later(Duration::from_millis(5), move || f.set(true));
+    let h = green::spawn(move || {
+        while !fired.get() {
+            green::sleep(Duration::ZERO);
+        }
+    });
+    h.join();
+}

@@ -453,10 +453,17 @@ pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Sto
     crate::reactor::call_in_green_thread(f)
 }
 
-/// Parks the caller for `d` (green thread), or drives the hub for `d` (main context).
+/// Parks the caller for `d` (green thread), or drives the hub for `d` (main context). A zero
+/// duration is [`yield_now`]: one trip through the loop.
 pub fn sleep(d: Duration) {
-    let deadline = Instant::now() + d;
     let p = Parker::current("green::sleep");
+    if d.is_zero() {
+        // eventlet's `sleep(0)`: a trip through the loop, not a no-op.
+        drop(p);
+        yield_now();
+        return;
+    }
+    let deadline = Instant::now() + d;
     loop {
         if Instant::now() >= deadline {
             p.check_interrupts();
