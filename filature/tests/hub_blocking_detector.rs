@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{eventually, in_child, LogBuf, LogCapture, Watchdog};
+use common::{eventually, in_child, in_child_with_env, LogBuf, LogCapture, Watchdog};
 use filature::{green, hub};
 
 const THRESHOLD: Duration = Duration::from_millis(80);
@@ -196,77 +196,56 @@ fn turning_the_detector_off_stops_reports_and_the_monitor() {
     );
 }
 
-/// Runs test `name` of this binary in a child process with `FILATURE_BLOCKING_THRESHOLD_MS` set
-/// to `value` (as `in_child` does, plus the variable).
-fn in_child_with_env(name: &str, value: &str) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env("FILATURE_TEST_CHILD", name)
-        .env(hub::BLOCKING_THRESHOLD_ENV, value)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "child '{name}' failed:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "child '{name}' ran no test:\n{text}"
-    );
-}
-
-fn is_child(name: &str) -> bool {
-    std::env::var("FILATURE_TEST_CHILD").as_deref() == Ok(name)
-}
-
 #[test]
 fn the_threshold_can_come_from_the_environment() {
-    const NAME: &str = "the_threshold_can_come_from_the_environment";
-    if !is_child(NAME) {
-        return in_child_with_env(NAME, "80");
-    }
-    let logs = LogCapture::global();
-    std::thread::Builder::new()
-        .name("env-hub".into())
-        .spawn(|| {
-            assert_eq!(hub::blocking_threshold(), Some(THRESHOLD));
-            green::Builder::new()
-                .name("from-env")
-                .spawn(|| spin(WORK))
-                .join();
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-    std::thread::sleep(THRESHOLD * 3);
-    hub::set_blocking_threshold(None);
-    let text = logs.text();
-    assert_eq!(
-        logs.count(&[REPORT, "'from-env'", "hub 'env-hub'"]),
-        1,
-        "{text}"
+    in_child_with_env(
+        "the_threshold_can_come_from_the_environment",
+        &[(hub::BLOCKING_THRESHOLD_ENV, "80")],
+        || {
+            let logs = LogCapture::global();
+            std::thread::Builder::new()
+                .name("env-hub".into())
+                .spawn(|| {
+                    assert_eq!(hub::blocking_threshold(), Some(THRESHOLD));
+                    green::Builder::new()
+                        .name("from-env")
+                        .spawn(|| spin(WORK))
+                        .join();
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            std::thread::sleep(THRESHOLD * 3);
+            hub::set_blocking_threshold(None);
+            let text = logs.text();
+            assert_eq!(
+                logs.count(&[REPORT, "'from-env'", "hub 'env-hub'"]),
+                1,
+                "{text}"
+            );
+        },
     );
 }
 
 #[test]
 fn a_bad_threshold_in_the_environment_is_logged_and_leaves_the_detector_off() {
-    const NAME: &str = "a_bad_threshold_in_the_environment_is_logged_and_leaves_the_detector_off";
-    if !is_child(NAME) {
-        return in_child_with_env(NAME, "forty");
-    }
-    let logs = LogCapture::global();
-    let _hub = hub::current(); // the first hub reads the variable
-    assert_eq!(hub::blocking_threshold(), None);
-    let text = logs.text();
-    assert_eq!(
-        logs.count(&[
-            "ERROR",
-            "FILATURE_BLOCKING_THRESHOLD_MS=\"forty\"",
-            "stays off"
-        ]),
-        1,
-        "{text}"
+    in_child_with_env(
+        "a_bad_threshold_in_the_environment_is_logged_and_leaves_the_detector_off",
+        &[(hub::BLOCKING_THRESHOLD_ENV, "forty")],
+        || {
+            let logs = LogCapture::global();
+            let _hub = hub::current(); // the first hub reads the variable
+            assert_eq!(hub::blocking_threshold(), None);
+            let text = logs.text();
+            assert_eq!(
+                logs.count(&[
+                    "ERROR",
+                    "FILATURE_BLOCKING_THRESHOLD_MS=\"forty\"",
+                    "stays off"
+                ]),
+                1,
+                "{text}"
+            );
+        },
     );
 }

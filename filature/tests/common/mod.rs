@@ -211,6 +211,11 @@ const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `body` in a fresh child process (this test binary, filtered to `name`).
 pub(crate) fn in_child(name: &str, body: impl FnOnce()) {
+    in_child_with_env(name, &[], body);
+}
+
+/// [`in_child`], with extra environment variables set for the child.
+pub(crate) fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
     if std::env::var(TEST_CHILD_ENV).as_deref() == Ok(name) {
         body();
         return;
@@ -218,6 +223,7 @@ pub(crate) fn in_child(name: &str, body: impl FnOnce()) {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(TEST_CHILD_ENV, name)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
