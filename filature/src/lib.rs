@@ -21,6 +21,7 @@ mod loom_models;
 
 pub use error::{AlreadyCalled, Cancelled, Stopped, TimedOut};
 pub use failure::Failure;
+pub use hub::{snapshot, Snapshot};
 
 /// Attribute macros that move a function's body to a named thread, the reactor or a green thread
 /// (SIP SIMPLE's `run_in_thread`, `run_in_twisted_thread`, `run_in_green_thread`,

@@ -90,6 +90,9 @@ impl SpawnError {
 pub(crate) struct Parker {
     core: Rc<Core>,
     green: Option<Rc<Green>>,
+    /// Where the caller waits ("green::sleep", "Event::wait"): kept by a parked green thread for
+    /// `hub::snapshot`.
+    op: &'static str,
 }
 
 impl park::Park for Parker {
@@ -103,7 +106,7 @@ impl park::Park for Parker {
 
 impl Parker {
     /// The calling context's parker. Panics, naming `op`, inside a hub callback.
-    pub(crate) fn current(op: &str) -> Parker {
+    pub(crate) fn current(op: &'static str) -> Parker {
         hub::with_core(|core| {
             let green = core.current_green();
             if green.is_none() && core.in_callback() {
@@ -112,6 +115,7 @@ impl Parker {
             Parker {
                 core: core.clone(),
                 green,
+                op,
             }
         })
     }
@@ -127,7 +131,7 @@ impl Parker {
     /// In a green thread a pending kill or timeout unwinds from here.
     pub(crate) fn park(&self, deadline: Option<Instant>) {
         match &self.green {
-            Some(g) => park_green(&self.core, g, deadline),
+            Some(g) => park_green(&self.core, g, self.op, deadline),
             None => park_main(&self.core, deadline),
         }
     }
@@ -174,7 +178,7 @@ impl Drop for LentStack<'_> {
     }
 }
 
-fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
+fn park_green(core: &Rc<Core>, g: &Rc<Green>, op: &'static str, deadline: Option<Instant>) {
     g.check_interrupts();
     if g.cell.try_consume() {
         return;
@@ -187,6 +191,8 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, deadline: Option<Instant>) {
         return;
     }
     let timer = deadline.map(|d| core.add_timer(d, hub::timer::Action::Unpark(g.cell.clone())));
+    // The one store the snapshot costs the park path (none on the yield or switch paths).
+    g.parked_at.set(op);
     g.suspend();
     if let Some(t) = timer {
         t.cancel_quiet();

@@ -59,6 +59,9 @@ pub(crate) struct Green {
     /// Whether this green thread was unwinding when it last suspended (kept by `suspended`, read
     /// by `check_interrupts`).
     unwinding: Cell<bool>,
+    /// The label of the park point it last parked at (`Parker::current`'s `op`), stored by
+    /// `park_green` just before it suspends; read by `hub::snapshot` (meaningful while parked).
+    pub(crate) parked_at: Cell<&'static str>,
     completion: StdArc<dyn Complete>,
 }
 
@@ -92,6 +95,7 @@ impl Green {
             timeout: Cell::new(None),
             lent: Cell::new(0),
             unwinding: Cell::new(false),
+            parked_at: Cell::new(""),
             completion: shared,
         });
         if let Some(name) = &g.name {

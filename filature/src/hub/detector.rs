@@ -10,7 +10,8 @@
 //!   stretch of user code holding the loop.
 //! * A registry (`Global::hubs`) holds a `Weak` to every hub's shared half. Hubs register when they
 //!   are created (cold); dead entries are pruned by the monitor at every sample, and by
-//!   registration whenever the list has doubled since the last prune.
+//!   registration whenever the list has doubled since the last prune. [`super::snapshot`] reads
+//!   the same registry (`live_hubs`).
 //! * While a threshold is set, one OS thread, `filature-blocking-monitor`, samples every hub every
 //!   threshold/4 (at least 1 ms). A hub whose `seq` is odd and unchanged since the monitor first
 //!   saw it that value, for at least the threshold, is reported once (`tracing::warn!`) with the
@@ -223,6 +224,16 @@ pub(crate) fn register(hub: &Arc<HubShared>) {
         seen: None,
         reported: false,
     });
+}
+
+/// Every hub in the registry whose shared half is alive, in the order they were created (for
+/// [`super::snapshot`]). The registry lock is released before the caller touches any hub.
+pub(crate) fn live_hubs() -> Vec<Arc<HubShared>> {
+    lock(&GLOBAL)
+        .hubs
+        .iter()
+        .filter_map(|w| w.hub.upgrade())
+        .collect()
 }
 
 /// A stall to report, gathered under the registry lock and logged after it.

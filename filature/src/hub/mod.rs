@@ -16,6 +16,8 @@
 //! * The **activity** (`detector::Activity`, in the handle's shared part) says whether the loop is
 //!   inside a resume or a callback, and of which green thread, for the blocking detector
 //!   ([`set_blocking_threshold`]); the loop writes it with plain stores on every resume.
+//! * A **snapshot** ([`snapshot`]) asks every hub, through its inbox, to describe itself; see
+//!   `snapshot.rs`.
 //!
 //! # Three contexts
 //!
@@ -48,6 +50,7 @@
 
 mod detector;
 pub(crate) mod inbox;
+mod snapshot;
 mod task;
 pub(crate) mod timer;
 
@@ -65,6 +68,9 @@ use crate::loom::sync::Arc;
 use crate::Stopped;
 
 pub use detector::{blocking_threshold, set_blocking_threshold, BLOCKING_THRESHOLD_ENV};
+pub use snapshot::{
+    snapshot, GreenSnapshot, GreenState, HubDetail, HubSnapshot, PoolSnapshot, Snapshot,
+};
 pub use task::{spawn_future, FutureHandle};
 pub use timer::{DelayedCall, DelayedCallError};
 

@@ -5,6 +5,9 @@ mod lock;
 pub(crate) mod scoped;
 mod thread_pool;
 
+#[cfg(not(loom))]
+pub(crate) use thread_pool::registry;
+
 pub use thread_pool::{
     is_current_thread_worker, JobHandle, PoolSizeError, PoolStats, StopTimedOut, StuckJob,
     ThreadPool, ThreadPoolBuilder, DEFAULT_IDLE_TIMEOUT,

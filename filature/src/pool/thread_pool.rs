@@ -316,9 +316,10 @@ impl ThreadPoolBuilder {
             done: Condvar::new(),
             queued: QueueHint::new(),
         };
-        Ok(ThreadPool {
-            shared: Arc::new(shared),
-        })
+        let shared = Arc::new(shared);
+        #[cfg(not(loom))]
+        registry::register(&shared);
+        Ok(ThreadPool { shared })
     }
 }
 
@@ -1120,6 +1121,58 @@ impl ThreadPool {
                 }
             };
         }
+    }
+}
+
+/// Every pool built in this process, for [`crate::hub::snapshot`]: a `Weak` per pool, entered
+/// when it is built (cold), pruned of dead entries whenever the list has doubled. A pool is listed
+/// while its shared half lives (the `ThreadPool` or one of its workers holds it) and it has not
+/// finished stopping. The registry lock is never held while a pool's lock is taken: `all` copies
+/// the live pools out first.
+#[cfg(not(loom))]
+pub(crate) mod registry {
+    use std::sync::{Arc, Mutex, Weak};
+
+    use super::{Phase, PoolStats, Shared};
+
+    static POOLS: Mutex<(Vec<Weak<Shared>>, usize)> = Mutex::new((Vec::new(), MIN_PRUNE_AT));
+    const MIN_PRUNE_AT: usize = 16;
+
+    fn lock() -> std::sync::MutexGuard<'static, (Vec<Weak<Shared>>, usize)> {
+        POOLS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn register(shared: &Arc<Shared>) {
+        let mut g = lock();
+        let (pools, prune_at) = &mut *g;
+        if pools.len() >= *prune_at {
+            pools.retain(|w| w.strong_count() > 0);
+            *prune_at = (pools.len() * 2).max(MIN_PRUNE_AT);
+        }
+        pools.push(Arc::downgrade(shared));
+    }
+
+    /// Name, whether it is stopping, and counters of every pool that has not stopped, in the
+    /// order they were built.
+    pub(crate) fn all() -> Vec<(String, bool, PoolStats)> {
+        let live: Vec<Arc<Shared>> = lock().0.iter().filter_map(Weak::upgrade).collect();
+        live.iter()
+            .filter_map(|p| {
+                let st = p.lock();
+                let stats = PoolStats {
+                    workers: st.workers,
+                    busy: st.busy,
+                    idle: st.idle,
+                    backlog: st.queue.len(),
+                };
+                let stopping = match st.phase {
+                    Phase::Running => false,
+                    Phase::Stopping => true,
+                    Phase::Stopped => return None,
+                };
+                Some((p.name.clone().unwrap_or_default(), stopping, stats))
+            })
+            .collect()
     }
 }
 
