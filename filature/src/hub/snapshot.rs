@@ -153,6 +153,9 @@ impl HubSnapshot {
 /// drive it) is listed with [`detail`](HubSnapshot::detail) `None` and its inbox depth: the call
 /// returns within about `timeout`. Meanwhile a green thread caller parks and a main-context
 /// caller drives its hub; in a hub callback, or on a thread without a hub, the OS thread blocks.
+/// A hub whose thread no longer drives it (a plain thread that once waited on an `Event`) keeps
+/// the request in its inbox until it runs its loop again or exits: each snapshot leaves one
+/// small closure there.
 ///
 /// Pools: every [`ThreadPool`](crate::pool::ThreadPool) in the process, which includes the
 /// reactor's pool and the [`tpool`](crate::tpool) pools once they exist. Named threads
