@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{drive_until, panic_text, Watchdog, LONG};
+use common::{drive_until, hub_thread, panic_text, Watchdog, LONG};
 use filature::green;
 use filature::hub;
 use filature::sync::Event;
@@ -45,15 +45,7 @@ fn a_listener_runs_after_the_green_thread_ends_not_inside_it() {
 #[test]
 fn a_listener_added_from_another_thread_after_the_end_is_not_lost() {
     let _w = Watchdog::new("cross-thread late link", LONG);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::Builder::new()
-        .name("link-hub".into())
-        .spawn(move || {
-            tx.send(hub::current()).unwrap();
-            hub::run();
-        })
-        .unwrap();
-    let remote = rx.recv_timeout(LONG).unwrap();
+    let (remote, t) = hub_thread("link-hub");
     let h = remote.spawn(|| 5).unwrap();
     assert!(h.wait_timeout(LONG));
     // A plain OS thread that never drives its own hub links after the end: the listener must

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{drive_until, Watchdog, LONG};
+use common::{drive_until, hub_thread, Watchdog, LONG};
 use filature::green::{self, Builder, JoinTimeoutError};
 use filature::hub;
 
@@ -177,15 +177,7 @@ fn builder_stack_size_is_usable() {
 #[test]
 fn spawn_on_runs_on_another_hubs_thread() {
     let _w = Watchdog::new("spawn_on", LONG);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::Builder::new()
-        .name("other-hub".into())
-        .spawn(move || {
-            tx.send(hub::current()).unwrap();
-            hub::run();
-        })
-        .unwrap();
-    let remote = rx.recv_timeout(LONG).unwrap();
+    let (remote, t) = hub_thread("other-hub");
     let h = Builder::new()
         .name("visitor")
         .spawn_on(&remote, || {

@@ -1,5 +1,7 @@
 //! Futures on hubs: `hub::spawn_future`, `HubHandle::spawn_future`, `FutureHandle`.
 
+mod common;
+
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -9,24 +11,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use common::hub_thread;
 use filature::deferred::Deferred;
-use filature::hub::{self, HubHandle};
+use filature::hub;
 use filature::{green, Cancelled, Stopped};
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// A hub on its own thread, running until stopped.
-fn hub_thread() -> (HubHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::Builder::new()
-        .name("future-hub".into())
-        .spawn(move || {
-            tx.send(hub::current()).unwrap();
-            hub::run();
-        })
-        .unwrap();
-    (rx.recv().unwrap(), t)
-}
 
 #[test]
 fn a_local_future_may_be_not_send_and_is_first_polled_on_the_next_pass() {
@@ -118,7 +108,7 @@ fn cancel_drops_the_future_and_fails_the_handle() {
 
 #[test]
 fn hub_handle_spawn_future_runs_on_that_hub_and_joins_from_here() {
-    let (other, t) = hub_thread();
+    let (other, t) = hub_thread("future-hub");
     let h = other
         .spawn_future(async { std::thread::current().name().map(str::to_owned) })
         .unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{in_child, Watchdog, LONG};
+use common::{hub_thread, in_child, Watchdog, LONG};
 use filature::hub::{self, GreenState};
 use filature::pool::ThreadPool;
 use filature::sync::Event;
@@ -135,15 +135,7 @@ fn green_thread_and_callback_callers_describe_their_own_hub() {
 fn a_blocked_hub_is_listed_as_not_answering() {
     in_child("a_blocked_hub_is_listed_as_not_answering", || {
         let _w = Watchdog::new("a_blocked_hub_is_listed_as_not_answering", LONG);
-        let (tx, rx) = mpsc::channel();
-        let blocked = std::thread::Builder::new()
-            .name("snap-blocked".into())
-            .spawn(move || {
-                tx.send(hub::current()).unwrap();
-                hub::run();
-            })
-            .unwrap();
-        let handle = rx.recv().unwrap();
+        let (handle, blocked) = hub_thread("snap-blocked");
         let (entered_tx, entered) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         handle

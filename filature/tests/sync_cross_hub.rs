@@ -7,27 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Watchdog, LONG};
+use common::{hub_thread, Watchdog, LONG};
 use filature::green;
-use filature::hub::{self, HubHandle};
 use filature::sync::{Event, Queue, Semaphore};
-
-fn start_hub(name: &str) -> (HubHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            tx.send(hub::current()).unwrap();
-            hub::run();
-        })
-        .unwrap();
-    (rx.recv_timeout(LONG).unwrap(), t)
-}
 
 #[test]
 fn ping_pong_between_green_threads_on_two_hubs() {
     let _w = Watchdog::new("cross-hub ping-pong", Duration::from_secs(120));
-    let (remote, t) = start_hub("pong-hub");
+    let (remote, t) = hub_thread("pong-hub");
     const PAIRS: usize = 20;
     const ROUNDS: u32 = 200;
     let mut pings = Vec::new();
@@ -65,7 +52,7 @@ fn ping_pong_between_green_threads_on_two_hubs() {
 #[test]
 fn a_semaphore_shared_by_two_hubs_never_exceeds_its_count() {
     let _w = Watchdog::new("cross-hub semaphore", Duration::from_secs(120));
-    let (remote, t) = start_hub("sem-hub");
+    let (remote, t) = hub_thread("sem-hub");
     let sem = Semaphore::new(3);
     let inside = Arc::new(AtomicUsize::new(0));
     let max = Arc::new(AtomicUsize::new(0));
@@ -123,7 +110,7 @@ fn a_semaphore_shared_by_two_hubs_never_exceeds_its_count() {
 #[test]
 fn a_green_thread_joins_a_green_thread_on_another_hub() {
     let _w = Watchdog::new("cross-hub join", LONG);
-    let (remote, t) = start_hub("join-hub");
+    let (remote, t) = hub_thread("join-hub");
     let gate: Event<()> = Event::new();
     let g = gate.clone();
     let far = remote

@@ -107,9 +107,7 @@ impl HubShared {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-}
 
-impl HubShared {
     fn post(&self, msg: Msg) -> Result<(), Msg> {
         match self.inbox.push(msg) {
             Ok(Wake::Yes) => {
@@ -705,10 +703,10 @@ pub(crate) fn try_with_timers(f: impl FnOnce(&mut Timers)) {
     });
 }
 
-pub(crate) fn is_current_shared(shared: &Arc<HubShared>) -> bool {
+pub(crate) fn is_current_shared(shared: &HubShared) -> bool {
     CORE.try_with(|c| {
         c.0.get()
-            .is_some_and(|core| Arc::ptr_eq(&core.shared, shared))
+            .is_some_and(|core| std::ptr::eq(&*core.shared, shared))
     })
     .unwrap_or(false)
 }

@@ -40,7 +40,7 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{detector, Core, HubShared, Msg, CORE};
+use super::{detector, Core, Msg, CORE};
 use crate::pool::PoolStats;
 use crate::sync::oneshot::Oneshot;
 
@@ -186,7 +186,7 @@ pub fn snapshot(timeout: Duration) -> Snapshot {
             continue;
         }
         let i = out.len();
-        let is_caller = is_caller_hub(hub);
+        let is_caller = super::is_current_shared(hub);
         let mut detail = None;
         if is_caller {
             detail = describe_here();
@@ -235,14 +235,6 @@ fn pools() -> Vec<PoolSnapshot> {
 #[cfg(loom)]
 fn pools() -> Vec<PoolSnapshot> {
     Vec::new()
-}
-
-fn is_caller_hub(hub: &HubShared) -> bool {
-    CORE.try_with(|c| {
-        c.0.get()
-            .is_some_and(|core| std::ptr::eq(&*core.shared, hub))
-    })
-    .unwrap_or(false)
 }
 
 /// Describes the current thread's hub, if it has one and it can be described.

@@ -483,6 +483,18 @@ impl State {
     }
 }
 
+impl State {
+    /// The counters `ThreadPool::stats` and the snapshot report.
+    fn stats(&self) -> PoolStats {
+        PoolStats {
+            workers: self.workers,
+            busy: self.busy,
+            idle: self.idle,
+            backlog: self.queue.len(),
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
@@ -998,13 +1010,7 @@ impl ThreadPool {
     /// assert_eq!(pool.stats().backlog, 0);
     /// ```
     pub fn stats(&self) -> PoolStats {
-        let st = self.shared.lock();
-        PoolStats {
-            workers: st.workers,
-            busy: st.busy,
-            idle: st.idle,
-            backlog: st.queue.len(),
-        }
+        self.shared.lock().stats()
     }
 
     /// Stops the pool: refuses new work, runs everything queued (starting workers if the pool
@@ -1159,12 +1165,7 @@ pub(crate) mod registry {
         live.iter()
             .filter_map(|p| {
                 let st = p.lock();
-                let stats = PoolStats {
-                    workers: st.workers,
-                    busy: st.busy,
-                    idle: st.idle,
-                    backlog: st.queue.len(),
-                };
+                let stats = st.stats();
                 let stopping = match st.phase {
                     Phase::Running => false,
                     Phase::Stopping => true,

@@ -470,7 +470,7 @@ impl Shared {
     fn post_fast<F: FnOnce() + Send + 'static>(&self, id: &str, f: F, inline: bool) -> Fast<F> {
         LOCAL.with(|l| {
             let Ok(l) = l.try_borrow() else {
-                return Fast::Slow(guarded(f));
+                return Fast::Slow(hub::box_call(f));
             };
             if inline
                 && l.me
@@ -479,7 +479,9 @@ impl Shared {
             {
                 return Fast::Inline(f);
             }
-            let job = guarded(f);
+            // One allocation, and no panic wrapper: the hub runs every posted call as a callback,
+            // which catches a panic, logs it with the hub's (the thread's) name and goes on.
+            let job = hub::box_call(f);
             match &l.last {
                 // ORDERING: Acquire pairs with the Release in `bump_epoch`.
                 Some(c)
@@ -750,7 +752,7 @@ impl NamedThread {
 
     fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ThreadError> {
         self.hub
-            .try_call(guarded(f))
+            .try_call(hub::box_call(f))
             .map_err(|_| ThreadError::new(ThreadErrorKind::Stopped, self.name()))
     }
 
@@ -821,14 +823,6 @@ impl Control {
             }
         }
     }
-}
-
-/// Boxes a job for a named thread's hub, once: a job that is a `Box<dyn FnOnce() + Send>`
-/// already is posted as it is (see [`hub::box_call`]). No wrapper is needed to keep a panic from
-/// reaching the thread: the hub runs every posted call as a callback, which catches the panic and
-/// logs it with the hub's name (the thread's id), then goes on with the next job.
-fn guarded(f: impl FnOnce() + Send + 'static) -> Job {
-    hub::box_call(f)
 }
 
 /// Marks the thread exited however its body ends, so `stop` never waits for a dead thread.

@@ -251,3 +251,16 @@ pub(crate) fn in_child_with_env(name: &str, env: &[(&str, &str)], body: impl FnO
         }
     }
 }
+
+/// A hub on its own OS thread named `name`, running (`hub::run`) until stopped through the handle.
+pub(crate) fn hub_thread(name: &str) -> (filature::hub::HubHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            tx.send(filature::hub::current()).unwrap();
+            filature::hub::run();
+        })
+        .unwrap();
+    (rx.recv_timeout(LONG).unwrap(), t)
+}
