@@ -219,13 +219,17 @@ fn park_main(core: &Rc<Core>, deadline: Option<Instant>) {
         cell.try_consume();
         return;
     }
-    loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        core.turn(Some(cell), deadline, false);
-        if cell.peek_notified() || core.main_timeout_pending() {
-            break;
+    {
+        // Registers the thread-exit hook if the drive resumed green threads (also on unwind).
+        let _after = hub::AfterDrive(core);
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            core.turn(Some(cell), deadline, false);
+            if cell.peek_notified() || core.main_timeout_pending() {
+                break;
+            }
         }
     }
     cell.end_park();
@@ -502,6 +506,7 @@ fn yield_on(core: &Rc<Core>) {
         }
         // Every green thread ready now runs once (those it readies wait for the next pass).
         let ready = core.ready.borrow().len() as u32;
+        let _after = hub::AfterDrive(core);
         core.turn_limited(None, Some(Instant::now()), false, ready);
         return;
     };

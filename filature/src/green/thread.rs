@@ -121,6 +121,13 @@ impl Green {
         self.finished.get()
     }
 
+    /// Whether it has run at all (so it may have frames parked on its stack).
+    pub(crate) fn has_started(&self) -> bool {
+        self.co
+            .try_borrow()
+            .map_or(true, |co| co.as_ref().is_some_and(|c| c.started()))
+    }
+
     /// Runs the green thread until it suspends or finishes. Returns true when it finished.
     /// Called only by the hub loop, with `current` set to this green thread.
     #[inline(always)]
@@ -203,18 +210,16 @@ impl Green {
         }
     }
 
-    /// The hub is being torn down with this green thread still parked or never started: tell
-    /// its joiners it was killed, and leak its stack rather than unwind it from a thread-local
-    /// destructor (where the code it would run could no longer reach the hub).
+    /// The hub gives up on this green thread (still parked after the shutdown's grace period, or
+    /// left at thread exit): tell its joiners it was killed, and leak its stack rather than
+    /// resume or unwind it (its frames may borrow what is no longer alive).
     pub(crate) fn abandon(&self) {
         self.completion.complete_killed();
         if let Ok(mut co) = self.co.try_borrow_mut() {
             if let Some(c) = co.take() {
                 if c.started() && !c.done() {
-                    tracing::warn!(
-                        green_thread = self.id(),
-                        "a green thread was still parked when its thread exited; its stack is leaked"
-                    );
+                    // Never resumed, never unwound: its frames stay frozen on a leaked stack.
+                    // Whoever abandons it says so (quietly on the main thread at process exit).
                     std::mem::forget(c);
                 }
             }

@@ -38,23 +38,64 @@
 //!   thread that has started and not finished stays in the slot table, which it leaves only when
 //!   it finishes or is abandoned (its stack leaked, never run again): so a green thread's own
 //!   frames may keep a `&Green` to it across switches (`Core::with_current`).
-//! * Every call the inbox accepted runs exactly once: by a pass, or by `shutdown`, which closes
+//! * Every call the inbox accepted runs exactly once: by a pass, or by `shut_down`, which closes
 //!   the inbox (later posts fail with `Stopped`) and runs what it held before the thread exits.
-//! * When the thread exits, the thread-local's destructor tears the hub down (`Core::teardown`)
-//!   even if parked green threads still hold the core: their joiners hear they were killed, the
-//!   inbox refuses further posts, and what a hub that was not `shutdown` still held (unrun timers
-//!   and calls) is dropped.
+//! * Every hub ends through one mechanism, `Core::shut_down` (see "Thread exit" below): close
+//!   the inbox and run what it accepted, settle, kill every green thread and drive the loop until
+//!   they have unwound (a green thread whose stack is lent to a pool job is waited out, however
+//!   long), abandon what still has not unwound after a grace period, fail pending futures, drop
+//!   timers. Named threads, the reactor, pool workers, event queues, [`scope`] and the thread-exit
+//!   hook all use it; only the grace period and how loudly it reports differ.
+//!
+//! # Thread exit
+//!
+//! A parked green thread's frames may borrow the thread's thread-locals
+//! (`KEY.with(|d| { ..park.. })`), and may have lent such borrows to a pool job or a scoped OS
+//! thread. So **no green thread may be left parked, or be resumed, once a thread-local it may
+//! borrow has been destroyed**, and a lend must end before the key it borrows dies. std destroys
+//! thread-locals at thread exit in the reverse order of their first use (each registers its
+//! destructor with glibc's `__cxa_thread_atexit_impl` on first use; glibc runs them newest
+//! first), after the thread's body has returned. The argument:
+//!
+//! 1. A green thread's frames can only borrow keys it used while it ran, and green threads run
+//!    only while the thread's main context drives the loop (`park_main`, [`run`], a main-context
+//!    [`yield_now`](crate::green::yield_now)). Every such drive ends through `Core::after_drive`,
+//!    also when it unwinds.
+//! 2. **Scoped threads** (every thread filature starts, and a user's thread inside [`scope`]):
+//!    the body's end runs `shut_down` while every thread-local is still alive. Nothing is left
+//!    for thread exit.
+//! 3. **Other threads** (a user's plain `std::thread`, and `main`): when a drive that resumed a
+//!    green thread returns with green threads still alive, `after_drive` registers a thread-exit
+//!    hook (`exit.rs`) with the same glibc mechanism. It is newer than every key used before
+//!    it, so by (1) newer than every key a parked green thread can borrow, and glibc runs it
+//!    before all of them: the hook runs `shut_down` (unwinding every green thread, waiting out
+//!    lends) while they are alive. A thread-local destructor that spawns and drives green threads
+//!    during exit registers a new hook, which glibc runs right after that destructor.
+//! 4. The core's own thread-local is created before any green thread (it is what they run on), so
+//!    it is destroyed after every hook. Its destructor (`Core::teardown`) cannot drive the loop
+//!    (the key is being destroyed); it only abandons what is left (frames frozen, stacks leaked,
+//!    never resumed again, joiners told "killed") and says so, except on the main thread at
+//!    process exit, which stays quiet. A green thread abandoned while its stack is lent to a pool
+//!    job would let the job outlive what it borrows: that aborts the process with a message.
+//!    With hooks available (glibc) neither happens unless a green thread refused to unwind within
+//!    the grace period.
+//!
+//! Cost: nothing per park or lend; one hook registration (a small allocation glibc keeps until the
+//! thread exits) per main-context drive that resumed green threads on an unscoped thread. A
+//! long-lived unscoped thread that waits in a loop from its main context should use [`scope`].
+//!
 //! * The loop blocks in `poll` only after `Inbox::prepare_sleep` marked it asleep and the waiting
 //!   main context (if any) was re-checked afterwards, so a cross-thread post or unpark always
 //!   either is seen before blocking or wakes the poll.
 
 mod detector;
+mod exit;
 pub(crate) mod inbox;
 mod snapshot;
 mod task;
 pub(crate) mod timer;
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -82,8 +123,14 @@ const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 const BUSY_POLL_EVERY: u32 = 61;
 /// Resumes per pass before the loop looks at its inbox, timers and I/O again.
 const RUN_BUDGET: u32 = 256;
-/// Non-blocking passes `shutdown` grants ready work, before and after killing what is left.
+/// Non-blocking passes `shut_down` grants ready work before it kills what is left.
 const SETTLE_PASSES: u32 = 64;
+/// How long a thread's end waits for its killed green threads to unwind before it abandons them
+/// (a green thread whose stack is lent to a pool job is waited out however long it takes).
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// While a shutdown waits for pool jobs that borrow from green threads' stacks, it says so this
+/// often.
+const LEND_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
@@ -271,6 +318,8 @@ pub(crate) struct Core {
     pub(crate) main_lent: Cell<u32>,
     /// Timers of delayed spawns not yet started, by green thread id (so a kill can fire them now).
     pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
+    /// Set by a pass that resumed a green thread; cleared by `after_drive` (see "Thread exit").
+    resumed_since_hook: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -280,7 +329,12 @@ struct Slots {
 }
 
 thread_local! {
-    static CORE: CoreSlot = const { CoreSlot(OnceCell::new()) };
+    static CORE: CoreSlot = const {
+        CoreSlot {
+            core: RefCell::new(None),
+            scoped: Cell::new(0),
+        }
+    };
 }
 
 impl HubShared {
@@ -337,6 +391,7 @@ impl Core {
             main_timeout: Cell::new(None),
             main_lent: Cell::new(0),
             delayed_spawns: RefCell::default(),
+            resumed_since_hook: Cell::new(false),
         })
     }
 
@@ -619,6 +674,7 @@ impl Core {
         }
         let panicking = std::thread::panicking();
         self.panicking_at_resume.set(panicking);
+        self.resumed_since_hook.set(true);
         self.current.set(Rc::as_ptr(&g));
         let token = self.shared.activity.enter(g.id());
         let finished = g.resume();
@@ -640,27 +696,83 @@ impl Core {
     }
 }
 
-/// The thread-local home of a thread's core. Its destructor tears the hub down when the thread
-/// exits, whatever else still holds the `Rc<Core>`: a parked green thread keeps one on its stack
-/// (a `Parker`), so waiting for the last reference would never tear anything down.
-struct CoreSlot(OnceCell<Rc<Core>>);
+/// The thread-local home of a thread's core, and whether the thread runs inside [`scope`].
+///
+/// The core is created on first use and taken out at the end of the outermost scope (the next
+/// use makes a fresh one). Its destructor tears the hub down when the thread exits, whatever else
+/// still holds the `Rc<Core>`: a parked green thread keeps one on its stack (a `Parker`), so
+/// waiting for the last reference would never tear anything down.
+struct CoreSlot {
+    core: RefCell<Option<Rc<Core>>>,
+    /// Depth of nested [`scope`]s on this thread.
+    scoped: Cell<u32>,
+}
+
+impl CoreSlot {
+    /// The core, created on first use. The `RefCell` is borrowed only inside this call (and in
+    /// `take`), never while code that could re-enter runs.
+    #[inline]
+    fn get(&self) -> Rc<Core> {
+        if let Some(core) = &*self.core.borrow() {
+            return core.clone();
+        }
+        self.create()
+    }
+
+    #[cold]
+    fn create(&self) -> Rc<Core> {
+        let core = Core::new();
+        *self.core.borrow_mut() = Some(core.clone());
+        core
+    }
+
+    /// The core, if the thread has one.
+    fn existing(&self) -> Option<Rc<Core>> {
+        self.core.try_borrow().ok().and_then(|c| c.clone())
+    }
+}
 
 impl Drop for CoreSlot {
     fn drop(&mut self) {
-        if let Some(core) = self.0.get() {
+        if let Some(core) = self.core.get_mut().take() {
             core.teardown();
         }
     }
 }
 
 impl Core {
-    /// The thread is exiting. Green threads still parked or not yet started are abandoned with
-    /// their joiners told they were killed (their stacks are leaked, not unwound: the code they
-    /// would run could no longer reach the hub); the inbox is closed so later posts are refused;
-    /// what is left unrun (timers, delayed spawns, queued calls) is dropped, which settles the
-    /// handles of spawns that will never start as killed.
+    /// The thread is exiting and its core's thread-local is being destroyed (see "Thread exit"
+    /// in the module docs): the loop can no longer be driven. Green threads still parked or not
+    /// yet started are abandoned with their joiners told they were killed: their frames are
+    /// frozen and their stacks leaked, never resumed. The inbox is closed so later posts are
+    /// refused; what is left unrun (timers, delayed spawns, queued calls) is dropped, which
+    /// settles the handles of spawns that will never start as killed.
+    ///
+    /// Parked green threads here mean no hook or scope could unwind them in time: said loudly,
+    /// except on the main thread at process exit. A lent stack aborts (its job could outlive the
+    /// thread-locals it borrows).
     fn teardown(&self) {
         let greens: Vec<Rc<Green>> = self.greens.borrow_mut().slots.drain(..).flatten().collect();
+        let parked: Vec<&Rc<Green>> = greens.iter().filter(|g| g.has_started()).collect();
+        let lent: Vec<&Rc<Green>> = parked
+            .iter()
+            .copied()
+            .filter(|g| g.lent.get() > 0)
+            .collect();
+        if !lent.is_empty() {
+            exit::abort_lent(&self.shared.name, &describe_greens(&lent));
+        }
+        if !parked.is_empty() && !exit::is_main_thread() {
+            tracing::error!(
+                hub = %self.shared.name,
+                "thread '{}' exited with {} green thread(s) still parked ({}); they were \
+                 abandoned (never resumed, stacks leaked). Run the thread's body in hub::scope, \
+                 or join or kill them before it ends",
+                self.shared.name,
+                parked.len(),
+                describe_greens(&parked)
+            );
+        }
         for g in &greens {
             g.abandon();
         }
@@ -673,6 +785,175 @@ impl Core {
         let local = std::mem::take(&mut *self.local.borrow_mut());
         drop((unrun, timers, local));
     }
+
+    /// Green threads alive on this hub (started or not).
+    fn alive_greens(&self) -> Vec<Rc<Green>> {
+        self.greens
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The one way a hub ends (see the module docs), from its thread's main context:
+    ///
+    /// 1. closes the inbox: from now on [`HubHandle::call`] and [`HubHandle::spawn`] fail with
+    ///    [`Stopped`], and cross-thread wake-ups are no longer delivered (this loop re-wakes the
+    ///    green threads it waits for instead);
+    /// 2. runs every call the inbox accepted before the close, in order (the exactly-once promise
+    ///    of `call`);
+    /// 3. lets ready callbacks and green threads run, without blocking, for at most
+    ///    `SETTLE_PASSES` passes, so green threads spawned by those calls get to start;
+    /// 4. kills every green thread and drives the loop (blocking at most 10 ms per pass) until
+    ///    all have unwound (destructors run; joiners see them killed). A green thread whose stack
+    ///    is lent to a pool job is waited out however long the job takes (said every
+    ///    `LEND_REPORT_EVERY`); the others get `grace`, then are abandoned, said at warn level
+    ///    unless `quiet`;
+    /// 5. fails futures still pending with `Stopped`;
+    /// 6. cancels the timers that have not fired (a [`DelayedCall`] then reports
+    ///    `AlreadyCancelled`) and drops delayed spawns that never started, then runs any callbacks
+    ///    still queued.
+    ///
+    /// Running it again finds nothing to do.
+    pub(crate) fn shut_down(&self, grace: Duration, quiet: bool) {
+        crate::green::assert_main_context(self, "hub shutdown");
+        let mut accepted = self.shared.inbox.close();
+        self.run_msgs(&mut accepted);
+        self.settle();
+        self.kill_and_unwind(grace, quiet);
+        task::fail_all_pending();
+        let actions = self.timers.borrow_mut().clear();
+        let spawns = std::mem::take(&mut *self.delayed_spawns.borrow_mut());
+        drop((actions, spawns)); // outside the borrows: dropping a callback may run user code
+        let rest: Vec<_> = self.local.borrow_mut().drain(..).collect();
+        for f in rest {
+            self.run_callback("hub callback", f);
+        }
+    }
+
+    /// Step 4 of `shut_down`.
+    fn kill_and_unwind(&self, grace: Duration, quiet: bool) {
+        let start = Instant::now();
+        let deadline = start.checked_add(grace);
+        let mut next_report = start + LEND_REPORT_EVERY;
+        loop {
+            let alive = self.alive_greens();
+            if alive.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                let (lent, free): (Vec<_>, Vec<_>) = alive.iter().partition(|g| g.lent.get() > 0);
+                if !free.is_empty() {
+                    let names = describe_greens(&free);
+                    if quiet {
+                        tracing::debug!(hub = %self.shared.name, "{} green thread(s) did not unwind within {grace:?}; abandoned: {names}", free.len());
+                    } else {
+                        tracing::warn!(hub = %self.shared.name, "{} green thread(s) did not unwind within {grace:?} of the hub's shutdown; abandoned (never resumed, stacks leaked): {names}", free.len());
+                    }
+                    for g in free {
+                        g.abandon();
+                        self.remove_green(g.slot());
+                    }
+                }
+                if lent.is_empty() {
+                    return;
+                }
+            }
+            if now >= next_report && alive.iter().any(|g| g.lent.get() > 0) {
+                next_report = now + LEND_REPORT_EVERY;
+                let lent: Vec<&Rc<Green>> = alive.iter().filter(|g| g.lent.get() > 0).collect();
+                tracing::warn!(
+                    hub = %self.shared.name,
+                    "the hub's shutdown is waiting for pool jobs that borrow from the stacks of {} green thread(s) ({}); it cannot end before they return",
+                    lent.len(),
+                    describe_greens(&lent)
+                );
+            }
+            // Kill each, and schedule it unless it is queued already. Scheduling directly, not
+            // through `unpark`: with the inbox closed, a cross-thread unpark (a pool job
+            // finishing, an event set elsewhere) may have moved a green thread to NOTIFIED and
+            // then failed to post its wake-up, and a later `unpark` would see NOTIFIED and
+            // schedule nothing. A spurious resume only makes a green thread re-check what it
+            // waits for.
+            let queued: std::collections::HashSet<u64> =
+                self.ready.borrow().iter().map(|g| g.id()).collect();
+            for g in &alive {
+                g.cell.request_kill();
+                g.cell.notify();
+                if !queued.contains(&g.id()) {
+                    self.ready.borrow_mut().push_back(g.clone());
+                }
+            }
+            drop(alive);
+            self.turn(
+                None,
+                Some(Instant::now() + Duration::from_millis(10)),
+                false,
+            );
+        }
+    }
+
+    /// A main-context drive of the loop is returning to its caller (also by unwinding): on an
+    /// unscoped thread, if it resumed green threads and some are still alive, make sure a
+    /// thread-exit hook newer than every thread-local they may have used is registered (see
+    /// "Thread exit" in the module docs).
+    #[inline]
+    pub(crate) fn after_drive(&self) {
+        if self.resumed_since_hook.get() {
+            self.arm_exit_hook();
+        }
+    }
+
+    #[cold]
+    fn arm_exit_hook(&self) {
+        self.resumed_since_hook.set(false);
+        if self.green_count() == 0 || is_scoped() {
+            return;
+        }
+        exit::register_hook();
+    }
+}
+
+/// "name (id 7), id 9" for logs.
+fn describe_greens(greens: &[&Rc<Green>]) -> String {
+    let mut out = String::new();
+    for (i, g) in greens.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        match &g.name {
+            Some(name) => out.push_str(&format!("'{name}' (id {})", g.id())),
+            None => out.push_str(&format!("id {}", g.id())),
+        }
+    }
+    out
+}
+
+/// Whether the calling thread runs inside [`scope`] (filature's own threads always do).
+fn is_scoped() -> bool {
+    CORE.try_with(|c| c.scoped.get() > 0).unwrap_or(false)
+}
+
+/// Called by the thread-exit hook (`exit.rs`): shut the thread's hub down, unless a scope will.
+fn end_of_thread() {
+    let core = CORE
+        .try_with(|c| {
+            if c.scoped.get() > 0 {
+                None
+            } else {
+                c.existing()
+            }
+        })
+        .ok()
+        .flatten();
+    if let Some(core) = core {
+        if core.green_count() > 0 || !core.shared.inbox.is_closed() {
+            core.shut_down(EXIT_GRACE, exit::is_main_thread());
+        }
+    }
 }
 
 impl Drop for Core {
@@ -684,7 +965,13 @@ impl Drop for Core {
 /// Runs `f` with the current thread's hub core, creating it on first use.
 #[inline]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    CORE.with(|c| f(c.0.get_or_init(Core::new)))
+    let core = CORE.with(CoreSlot::get);
+    f(&core)
+}
+
+/// The current thread's core, if it has one and its thread-local is still alive.
+pub(crate) fn existing_core() -> Option<Rc<Core>> {
+    CORE.try_with(CoreSlot::existing).ok().flatten()
 }
 
 pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
@@ -694,59 +981,45 @@ pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
 /// Like [`with_timers`], but does nothing once the thread's hub is being torn down (a `Timeout`
 /// or parked wait dropped while the thread exits).
 pub(crate) fn try_with_timers(f: impl FnOnce(&mut Timers)) {
-    let _ = CORE.try_with(|c| {
-        if let Some(core) = c.0.get() {
-            if let Ok(mut t) = core.timers.try_borrow_mut() {
-                f(&mut t);
-            }
+    if let Some(core) = existing_core() {
+        if let Ok(mut t) = core.timers.try_borrow_mut() {
+            f(&mut t);
         }
-    });
+    }
 }
 
 pub(crate) fn is_current_shared(shared: &HubShared) -> bool {
-    CORE.try_with(|c| {
-        c.0.get()
-            .is_some_and(|core| std::ptr::eq(&*core.shared, shared))
-    })
-    .unwrap_or(false)
+    existing_core().is_some_and(|core| std::ptr::eq(&*core.shared, shared))
 }
 
 /// Called by `park::unpark` when it must schedule a context that was parked.
 pub(crate) fn schedule_unparked(cell: &Unparker) {
-    let local = CORE
-        .try_with(|c| match c.0.get() {
-            Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
-                if !cell.is_main() {
-                    core.schedule_cell(cell);
-                }
-                true
+    let local = match existing_core() {
+        Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
+            if !cell.is_main() {
+                core.schedule_cell(cell);
             }
-            _ => false,
-        })
-        .unwrap_or(false);
+            true
+        }
+        _ => false,
+    };
     if local {
         return;
     }
     if cell.is_main() {
         cell.hub.nudge();
     } else if cell.hub.post(Msg::Unpark(cell.clone())).is_err() {
-        // The hub is gone: its green threads were abandoned with it; nothing to wake.
+        // The hub is closed: its shutdown re-wakes what it still waits for; nothing to do.
     }
 }
 
 /// A kill of a green thread that has no slot yet: fire its delayed-spawn timer now, on its hub.
 pub(crate) fn expedite_delayed_spawn(cell: &Unparker) {
-    let local = CORE
-        .try_with(|c| match c.0.get() {
-            Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
-                core.expedite(cell);
-                true
-            }
-            _ => false,
-        })
-        .unwrap_or(false);
-    if !local {
-        let _ = cell.hub.post(Msg::Expedite(cell.clone()));
+    match existing_core() {
+        Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => core.expedite(cell),
+        _ => {
+            let _ = cell.hub.post(Msg::Expedite(cell.clone()));
+        }
     }
 }
 
@@ -778,6 +1051,7 @@ pub fn call_soon(f: impl FnOnce() + 'static) {
 pub fn run() {
     with_core(|core| {
         crate::green::assert_main_context(core, "hub::run");
+        let _after = AfterDrive(core);
         loop {
             // A load first: a swap each pass would take the flag's cache line from the producers.
             // ORDERING: Acquire pairs with the Release in `HubHandle::stop`.
@@ -791,103 +1065,101 @@ pub fn run() {
     })
 }
 
-/// Shuts the current thread's hub down before the thread exits (named threads do this).
-///
-/// 1. Closes the inbox: from now on [`HubHandle::call`] and [`HubHandle::spawn`] fail with
-///    [`Stopped`], and cross-thread wake-ups are no longer delivered.
-/// 2. Runs every call that was accepted before the close, in order (the exactly-once promise of
-///    `call`).
-/// 3. Lets ready callbacks and green threads run, without blocking, for at most `SETTLE_PASSES`
-///    passes, so green threads spawned by those calls get to start. Due timers fire; timers not
-///    yet due are dropped with the core.
-/// 4. Kills every green thread still alive and gives them `SETTLE_PASSES` more passes to unwind
-///    from their park points (destructors run; joiners see them killed). One that still has not
-///    finished (its stack is lent to a pool job) is abandoned when the core is dropped.
-///
-/// Must be called from the thread's main context, after [`run`] returned. Never blocks on
-/// anything but the code it runs.
-pub(crate) fn shutdown() {
-    with_core(|core| {
-        crate::green::assert_main_context(core, "hub::shutdown");
-        let mut accepted = core.shared.inbox.close();
-        core.run_msgs(&mut accepted);
-        core.settle();
-        let alive: Vec<Rc<Green>> = core
-            .greens
-            .borrow()
-            .slots
-            .iter()
-            .flatten()
-            .cloned()
-            .collect();
-        for g in &alive {
-            if g.cell.request_kill() {
-                crate::green::park::unpark(&g.cell);
-            }
-        }
-        drop(alive);
-        core.settle();
-    })
+/// Calls `Core::after_drive` when a main-context drive ends, also by unwinding.
+pub(crate) struct AfterDrive<'a>(pub(crate) &'a Core);
+
+impl Drop for AfterDrive<'_> {
+    fn drop(&mut self) {
+        self.0.after_drive();
+    }
 }
 
-/// [`shutdown`], for a hub whose thread lives on afterwards (the reactor, when [`run`] on `main`
-/// returns): nothing is left for a thread-exit teardown to settle, so this also
+/// Runs `f`, then shuts the calling thread's hub down before returning, while the thread's
+/// thread-locals are all still alive: every green thread left on it is killed and unwound (its
+/// destructors run; a green thread whose stack is lent to a pool job is waited out), calls
+/// already accepted by its inbox run, timers are dropped. The thread's next use of filature gets
+/// a fresh hub; handles to the old one report [`Stopped`].
 ///
-/// 5. keeps driving the loop (blocking at most 10 ms per pass) until every killed green thread
-///    has unwound, for at most `grace`, then abandons the rest (joiners hear they were killed;
-///    their stacks are leaked, as at thread exit);
-/// 6. fails futures still pending with `Stopped`;
-/// 7. cancels the timers that have not fired (a [`DelayedCall`] then reports `AlreadyCancelled`)
-///    and drops delayed spawns that never started, then runs any callbacks still queued.
+/// Every thread filature starts (named threads, the reactor, pool workers, event queues) runs
+/// its body this way. Use it for a thread of your own whose green threads must be gone before
+/// its thread-locals are (`docs/thread-exit.md` in the repository says why); without it,
+/// filature registers a
+/// thread-exit hook that does the same on glibc targets, at the cost of a small allocation per
+/// main-context wait that ran green threads, kept until the thread exits. A green thread that
+/// has not unwound 5 s after it was killed is abandoned (never resumed, its stack leaked), with a
+/// warning naming it.
+///
+/// Nested scopes are transparent: only the outermost one shuts the hub down. Also runs the
+/// shutdown when `f` panics, then lets the panic go on.
+///
+/// Panics if called from a green thread or a hub callback.
+///
+/// ```
+/// use std::time::Duration;
+/// use filature::{green, hub};
+///
+/// thread_local! { static CONFIG: Vec<u8> = vec![1, 2, 3]; }
+///
+/// std::thread::spawn(|| {
+///     hub::scope(|| {
+///         green::spawn(|| CONFIG.with(|c| loop {
+///             green::sleep(Duration::from_millis(5)); // parked over a borrow of CONFIG
+///             assert_eq!(c.len(), 3);
+///         }));
+///         green::sleep(Duration::from_millis(20));
+///     }); // the green thread is killed and unwound here, while CONFIG is alive
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+pub fn scope<R>(f: impl FnOnce() -> R) -> R {
+    scope_with_grace(EXIT_GRACE, f)
+}
+
+/// [`scope`] with another grace period for green threads to unwind (filature's own threads).
+pub(crate) fn scope_with_grace<R>(grace: Duration, f: impl FnOnce() -> R) -> R {
+    if let Some(core) = existing_core() {
+        crate::green::assert_main_context(&core, "hub::scope");
+    }
+    let outermost = CORE.with(|c| {
+        let depth = c.scoped.get();
+        c.scoped.set(depth + 1);
+        depth == 0
+    });
+    struct End {
+        outermost: bool,
+        grace: Duration,
+    }
+    impl Drop for End {
+        fn drop(&mut self) {
+            if self.outermost {
+                if let Some(core) = existing_core() {
+                    core.shut_down(self.grace, false);
+                    drop(core);
+                    detach_core();
+                }
+            }
+            CORE.with(|c| c.scoped.set(c.scoped.get() - 1));
+        }
+    }
+    let _end = End { outermost, grace };
+    f()
+}
+
+/// Shuts the current thread's hub down (see `Core::shut_down`) and detaches it, for the reactor:
+/// when `reactor::run` on `main` returns, the thread goes on with a fresh hub (handles to the
+/// reactor's report `Stopped`).
 pub(crate) fn shutdown_current(grace: Duration) {
-    shutdown();
-    with_core(|core| {
-        let deadline = Instant::now() + grace;
-        loop {
-            let alive: Vec<Rc<Green>> = core
-                .greens
-                .borrow()
-                .slots
-                .iter()
-                .flatten()
-                .cloned()
-                .collect();
-            if alive.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    hub = %core.shared.name,
-                    "{} green thread(s) did not unwind within {grace:?} of shutdown; abandoned",
-                    alive.len()
-                );
-                for g in &alive {
-                    g.abandon();
-                    core.remove_green(g.slot());
-                }
-                break;
-            }
-            for g in &alive {
-                if g.cell.request_kill() {
-                    crate::green::park::unpark(&g.cell);
-                }
-            }
-            drop(alive);
-            core.turn(
-                None,
-                Some(Instant::now() + Duration::from_millis(10)),
-                false,
-            );
-        }
-        task::fail_all_pending();
-        let actions = core.timers.borrow_mut().clear();
-        let spawns = std::mem::take(&mut *core.delayed_spawns.borrow_mut());
-        drop((actions, spawns)); // outside the borrows: dropping a callback may run user code
-        let rest: Vec<_> = core.local.borrow_mut().drain(..).collect();
-        for f in rest {
-            core.run_callback("hub callback", f);
-        }
-    })
+    with_core(|core| core.shut_down(grace, false));
+    detach_core();
+}
+
+/// Takes the thread's (shut down) core out of its thread-local: the next use creates a fresh
+/// one. No `&Core` borrowed from the slot outlives a call (`with_core` holds an `Rc`), so this
+/// can only leave the old core to whoever still holds an `Rc` of it.
+fn detach_core() {
+    let old = CORE.try_with(|c| c.core.borrow_mut().take()).ok().flatten();
+    drop(old); // outside the borrow: dropping the core may run user code
 }
 
 /// A snapshot of the current hub's state, for introspection and tests.

@@ -40,7 +40,7 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{detector, Core, Msg, CORE};
+use super::{detector, Core, Msg};
 use crate::pool::PoolStats;
 use crate::sync::oneshot::Oneshot;
 
@@ -239,9 +239,7 @@ fn pools() -> Vec<PoolSnapshot> {
 
 /// Describes the current thread's hub, if it has one and it can be described.
 fn describe_here() -> Option<HubDetail> {
-    CORE.try_with(|c| c.0.get().and_then(|core| core.describe()))
-        .ok()
-        .flatten()
+    super::existing_core().and_then(|core| core.describe())
 }
 
 impl Core {
@@ -341,12 +339,8 @@ impl Replies {
 
     /// Waits until every hub is accounted for or `deadline` passes.
     fn wait(&self, deadline: Instant) {
-        let can_park = CORE
-            .try_with(|c| {
-                c.0.get()
-                    .is_some_and(|core| core.in_green() || !core.in_callback())
-            })
-            .unwrap_or(false);
+        let can_park =
+            super::existing_core().is_some_and(|core| core.in_green() || !core.in_callback());
         if can_park {
             self.done.wait("hub::snapshot", Some(deadline));
             return;

@@ -5,8 +5,9 @@
 //! # Invariants
 //!
 //! * **The job cannot outlive its borrows.** [`call_scoped`] erases the closure's lifetime to
-//!   queue it (the one `unsafe` block of the pools), and from the moment the pool accepts the job
-//!   it does not return, not even by unwinding, until the job's *done* flag is set. The flag is set
+//!   queue it (the one `unsafe` block of the pools), and from the moment it hands the job to
+//!   `submit` it does not return, not even by unwinding (also when `submit` itself unwinds,
+//!   perhaps after queueing the job), until the job's *done* flag is set. The flag is set
 //!   by the job itself after `f` has returned or panicked (and so after `f`'s captures are
 //!   dropped), or by the job's drop guard if the pool drops the job without running it. Either way
 //!   nothing the job can still touch afterwards borrows from the caller: only its
@@ -138,8 +139,10 @@ where
     //   resuming the unwind. The stack itself never moves (green stacks are pinned; a main
     //   context runs on its OS thread's stack).
     let job: ScopedJob = unsafe { std::mem::transmute(job) };
-    // A refusing `submit` drops the job first (its `Completer` then sets `done` at once).
-    let submitted = submit(job);
+    // A refusing `submit` drops the job first (its `Completer` then sets `done` at once). One
+    // that unwinds may have queued the job before it did: the job is waited out all the same
+    // (it runs, or is dropped, and either way sets `done`) before the unwind goes on.
+    let submitted = panic::catch_unwind(AssertUnwindSafe(|| submit(job)));
 
     let lent = parker.lend_stack();
     let waited = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -152,10 +155,13 @@ where
     }
     drop(lent);
     let outcome = slot.outcome.lock().take();
-    if let Err(payload) = waited {
-        drop(outcome);
-        panic::resume_unwind(payload);
-    }
+    let submitted = match (submitted, waited) {
+        (Err(payload), _) | (Ok(_), Err(payload)) => {
+            drop(outcome);
+            panic::resume_unwind(payload);
+        }
+        (Ok(submitted), Ok(())) => submitted,
+    };
     submitted?;
     Ok(match outcome {
         Some(outcome) => Scoped::Ran(outcome),
@@ -169,5 +175,40 @@ fn wait_out<T>(slot: &Slot<T>) {
     tracing::error!("a tpool wait unwound while its job was running; blocking until it finishes");
     while !slot.is_done() {
         std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A `submit` that queues the job (on a thread that runs it later) and then panics: the
+    /// caller's unwind must wait until the job, which borrows the caller's stack, has run.
+    #[test]
+    fn a_submit_that_unwinds_after_queueing_waits_for_the_job() {
+        let parker = Parker::current("test");
+        let on_stack = AtomicUsize::new(0);
+        let runner = parking_lot::Mutex::new(None);
+        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+            let _ = call_scoped(
+                &parker,
+                || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    on_stack.fetch_add(1, Ordering::SeqCst);
+                },
+                |job| -> Result<(), ()> {
+                    *runner.lock() = Some(std::thread::spawn(job));
+                    panic!("submit failed after queueing");
+                },
+            );
+        }));
+        assert!(r.is_err(), "the submit's panic goes on");
+        assert_eq!(
+            on_stack.load(Ordering::SeqCst),
+            1,
+            "the job ran before the unwind went on"
+        );
+        runner.lock().take().unwrap().join().unwrap();
     }
 }

@@ -540,7 +540,9 @@ impl Shared {
         let shared = this.clone();
         let spawned = thread::Builder::new()
             .name(thread_name)
-            .spawn(move || worker_main(shared, index, cv));
+            // A job may use filature waits (creating a hub on the worker) or leave green threads
+            // behind: the scope unwinds them before the worker's thread-locals go.
+            .spawn(move || crate::hub::scope(|| worker_main(shared, index, cv)));
         match spawned {
             Ok(handle) => {
                 st.next_serial += 1;

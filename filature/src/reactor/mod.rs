@@ -319,7 +319,9 @@ fn ensure_started(l: &mut Life) {
     l.thread = Some(THREAD_NAME.to_owned());
     std::thread::Builder::new()
         .name(THREAD_NAME.to_owned())
-        .spawn(serve)
+        // The scope is the thread's ending: `serve` shuts the hub down itself, and the scope
+        // makes sure nothing of it outlives the thread's thread-locals.
+        .spawn(|| hub::scope(serve))
         .expect("filature: cannot start the reactor thread");
 }
 

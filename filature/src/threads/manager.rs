@@ -19,7 +19,7 @@
 //!   re-checking the map, and inserted before the lock is released.
 //! * **Exactly once, FIFO per producer.** A thread leaves the map only under the write lock (by
 //!   `stop_thread` or `stop`), and only after that is it asked to stop. Its body then leaves
-//!   `hub::run`, and `hub::shutdown` closes the inbox and runs everything it accepted. A post is
+//!   `hub::run`, and the end of its `hub::scope` closes the inbox and runs everything it accepted. A post is
 //!   a push into that inbox, which either accepts the job (it will run, once) or hands it back
 //!   because the inbox is closed. Through a `NamedThread` handle a handed-back job becomes
 //!   `Err(Stopped)`. Through the manager it is posted again by the slow path, under the read lock,
@@ -468,20 +468,23 @@ impl Shared {
     /// posts it to the next incarnation, which runs only after this one exited, so the producer's
     /// order holds.
     fn post_fast<F: FnOnce() + Send + 'static>(&self, id: &str, f: F, inline: bool) -> Fast<F> {
-        LOCAL.with(|l| {
+        let mut f = Some(f);
+        // `try_with`: a post from a thread-local destructor at thread exit, after `LOCAL` is gone,
+        // takes the slow path instead of aborting the process.
+        let fast = LOCAL.try_with(|l| {
             let Ok(l) = l.try_borrow() else {
-                return Fast::Slow(hub::box_call(f));
+                return Fast::Slow(hub::box_call(f.take().expect("taken once")));
             };
             if inline
                 && l.me
                     .as_ref()
                     .is_some_and(|(m, name)| *m == self.id && name == id)
             {
-                return Fast::Inline(f);
+                return Fast::Inline(f.take().expect("taken once"));
             }
             // One allocation, and no panic wrapper: the hub runs every posted call as a callback,
             // which catches a panic, logs it with the hub's (the thread's) name and goes on.
-            let job = hub::box_call(f);
+            let job = hub::box_call(f.take().expect("taken once"));
             match &l.last {
                 // ORDERING: Acquire pairs with the Release in `bump_epoch`.
                 Some(c)
@@ -496,7 +499,13 @@ impl Shared {
                 }
                 _ => Fast::Slow(job),
             }
-        })
+        });
+        match fast {
+            Ok(fast) => fast,
+            Err(_) => Fast::Slow(hub::box_call(
+                f.take().expect("not taken when LOCAL is gone"),
+            )),
+        }
     }
 
     /// The slow path: look `id` up (or start it) and post under the read lock, then remember it
@@ -512,9 +521,9 @@ impl Shared {
         let Ok((epoch, thread)) = posted else {
             return Err(ThreadError::new(ThreadErrorKind::Stopped, id));
         };
-        LOCAL.with(|l| {
-            // Never borrowed here in practice (no user code runs while it is); if it were, the
-            // memo is simply not updated.
+        // Never borrowed here in practice (no user code runs while it is); if it were, or if
+        // `LOCAL` is gone (a post from a thread-local destructor), the memo is not updated.
+        let _ = LOCAL.try_with(|l| {
             if let Ok(mut l) = l.try_borrow_mut() {
                 l.last = Some(Cached {
                     manager: self.id,
@@ -843,21 +852,24 @@ fn body(
     manager: Weak<Shared>,
 ) {
     let guard = ExitGuard(control.clone());
-    LOCAL.with(|l| l.borrow_mut().me = Some((manager_id, control.name.clone())));
-    if hub_tx.send(hub::current()).is_err() {
-        return;
-    }
-    drop(hub_tx);
-    if let Some(p) = predecessor {
-        // Jobs posted meanwhile wait in the inbox; they run after the previous incarnation's.
-        p.wait_exited(None);
-    }
-    // A stray `HubHandle::stop` from user code only makes `run` return; the thread stops when
-    // the manager asks it to.
-    while !control.stop_requested() {
-        hub::run();
-    }
-    hub::shutdown();
+    // The scope's end is the hub's shutdown: the inbox closes, every job it accepted runs, and
+    // green threads left on the thread are killed and unwound while its thread-locals live.
+    hub::scope(|| {
+        LOCAL.with(|l| l.borrow_mut().me = Some((manager_id, control.name.clone())));
+        if hub_tx.send(hub::current()).is_err() {
+            return;
+        }
+        drop(hub_tx);
+        if let Some(p) = predecessor {
+            // Jobs posted meanwhile wait in the inbox; they run after the previous incarnation's.
+            p.wait_exited(None);
+        }
+        // A stray `HubHandle::stop` from user code only makes `run` return; the thread stops
+        // when the manager asks it to.
+        while !control.stop_requested() {
+            hub::run();
+        }
+    });
     drop(guard);
     if let Some(m) = manager.upgrade() {
         m.join_later(&control);

@@ -209,7 +209,9 @@ where
             let _finish = FinishGuard(&worker.shared);
             // The front-end catches the handler's panics itself; this only catches what escapes
             // (a panicking `Drop` of the handler, say), so that the thread ends cleanly.
-            if let Err(failure) = Failure::catch(|| body(&worker)) {
+            // The scope unwinds green threads the handlers left behind before the thread's
+            // thread-locals go (handlers run in the thread's main context and may block).
+            if let Err(failure) = Failure::catch(|| crate::hub::scope(|| body(&worker))) {
                 tracing::error!(
                     queue = %worker.shared.name,
                     "event queue '{}': worker failed: {}",

@@ -195,13 +195,21 @@ extern "C" fn on_fault(
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; for SIGSEGV/SIGBUS `si_addr`
-    // is the union member it filled in.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(header) = guard_hit(addr) {
-        report(header);
-        // SAFETY: abort(3) is async-signal-safe and has no preconditions.
-        unsafe { libc::abort() };
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t, whose `si_code` is always
+    // set.
+    let code = unsafe { (*info).si_code };
+    // A positive `si_code` means the kernel raised the signal for a fault, and only then is
+    // `si_addr` a fault address; a signal sent by a process (`kill`, `raise`, `sigqueue`) has
+    // `si_code <= 0` and no address to look at.
+    let fault = code > 0;
+    if fault {
+        // SAFETY: for a kernel-raised SIGSEGV/SIGBUS, `si_addr` is the union member it filled in.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        if let Some(header) = guard_hit(addr) {
+            report(header);
+            // SAFETY: abort(3) is async-signal-safe and has no preconditions.
+            unsafe { libc::abort() };
+        }
     }
     match PREVIOUS[slot_of(signal)].get() {
         Some(prev) if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN => {
@@ -220,13 +228,18 @@ extern "C" fn on_fault(
         }
         _ => {
             // Default (or ignored, which for a fault would loop): restore SIG_DFL and return;
-            // the faulting instruction runs again and the default action kills the process.
-            // SAFETY: an all-zero sigaction is a valid SIG_DFL disposition; sigaction(2) is
-            // async-signal-safe.
+            // the faulting instruction runs again and the default action kills the process. A
+            // sent signal has no faulting instruction to run again: send it again ourselves (it
+            // is blocked until this handler returns, then the default action applies).
+            // SAFETY: an all-zero sigaction is a valid SIG_DFL disposition; sigaction(2) and
+            // raise(3) are async-signal-safe.
             unsafe {
                 let mut dfl: libc::sigaction = std::mem::zeroed();
                 dfl.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(signal, &dfl, std::ptr::null_mut());
+                if !fault {
+                    libc::raise(signal);
+                }
             }
         }
     }

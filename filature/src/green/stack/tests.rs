@@ -365,6 +365,64 @@ fn a_fault_outside_our_guards_is_left_to_the_previous_handler() {
     assert!(!stderr.contains("overflowed"), "stderr:\n{stderr}");
 }
 
+/// A SIGSEGV sent by a process carries no fault address: even one whose `si_addr` bytes point
+/// into a guard page (here crafted with `rt_sigqueueinfo`, `si_code = SI_QUEUE`) is not reported
+/// as an overflow; it goes to the previous handler.
+#[test]
+#[cfg_attr(
+    feature = "sanitizer",
+    ignore = "under ASan the previous handler is ASan's, which reports the signal and exits 1"
+)]
+fn a_sent_signal_pointing_into_a_guard_is_not_an_overflow() {
+    use std::os::unix::process::ExitStatusExt;
+    const TEST: &str =
+        "green::stack::tests::a_sent_signal_pointing_into_a_guard_is_not_an_overflow";
+    if in_child(TEST) {
+        ensure_signal_stack();
+        let mut stack = GreenStack::new(64 * 1024).unwrap();
+        stack.label(7, Some("victim"));
+        let guard = stack.limit().get() + 16;
+        // SAFETY: an all-zero siginfo_t is a valid bit pattern; we fill in the fields the kernel
+        // reads for rt_sigqueueinfo (signo, code) and, at offset 16 (the union where `si_addr`
+        // lives for SIGSEGV), the guard address.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        info.si_signo = libc::SIGSEGV;
+        info.si_code = -1; // SI_QUEUE: sent by a process, not raised by a fault
+                           // SAFETY: siginfo_t is 128 bytes; offset 16 is inside it and 8-byte aligned.
+        unsafe {
+            let p = (&mut info as *mut libc::siginfo_t).cast::<u8>().add(16);
+            std::ptr::write(p.cast::<u64>(), guard as u64);
+        }
+        assert_eq!(info.si_code, -1);
+        // SAFETY: rt_sigqueueinfo to our own process with a fully initialised siginfo_t.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigqueueinfo,
+                libc::getpid(),
+                libc::SIGSEGV,
+                &info as *const libc::siginfo_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "rt_sigqueueinfo: {}",
+            std::io::Error::last_os_error()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(stack);
+        return;
+    }
+    let output = run_child(TEST);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("overflowed"), "stderr:\n{stderr}");
+    assert_ne!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "stderr:\n{stderr}"
+    );
+}
+
 #[test]
 fn mprotect_guards_report_the_map_count_ceiling_as_an_error() {
     const TEST: &str =
