@@ -54,6 +54,7 @@ impl<T: Clone + Send + 'static> BlockOn for &Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn block(self) -> Result<T, Failure> {
+        super::refuse_in_callback("green::block_on");
         if let Some(r) = self.result_now() {
             return r;
         }

@@ -244,6 +244,18 @@ impl Core {
     }
 }
 
+/// Panics, naming `op`, when called in a hub callback, where blocking is refused: for the fast
+/// paths of blocking calls (the answer is already there), so the refusal does not depend on
+/// whether the answer happened to be ready. Creates no hub.
+#[inline]
+pub(crate) fn refuse_in_callback(op: &'static str) {
+    if let Some(core) = hub::existing_core() {
+        if !core.in_green() && core.in_callback() {
+            panic!("{op}: {BLOCKING_IN_CALLBACK}");
+        }
+    }
+}
+
 /// Panics unless called from the thread's main context (for loop-driving entry points).
 pub(crate) fn assert_main_context(core: &Core, op: &str) {
     if core.in_green() {
@@ -487,12 +499,15 @@ pub fn sleep(d: Duration) {
 /// so due timers, posted calls and I/O also get their turn (eventlet's `sleep(0)`). In a main
 /// context, runs one pass of the hub. A kill or timeout pending for the caller is raised here.
 pub fn yield_now() {
-    // The work is out of line so that the thread-local access stays small enough to inline.
-    hub::with_core(yield_on)
+    // The green thread's hot path takes its core from the running resume; the work is out of
+    // line so that the thread-local access stays small enough to inline.
+    if hub::with_running(yield_on).is_none() {
+        hub::with_core(|core| yield_on(core));
+    }
 }
 
 #[inline(never)]
-fn yield_on(core: &Rc<Core>) {
+fn yield_on(core: &Core) {
     // Copy what we need out of `current` first: the main-context arm drives the loop.
     let yielder = core.with_current(|g| {
         g.map(|g| {

@@ -134,6 +134,9 @@ const LEND_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) enum Msg {
     Call(Box<dyn FnOnce() + Send>),
+    /// A job for the thread's main context (a named thread's job): queued by the pass that
+    /// drains it, run by [`run`] between passes, where it may block (see `Core::main_jobs`).
+    Job(Box<dyn FnOnce() + Send>),
     Unpark(Unparker),
     /// A delayed spawn was killed from another thread: fire its timer now.
     Expedite(Unparker),
@@ -220,9 +223,23 @@ impl HubHandle {
         match self.shared.post(Msg::Call(f)) {
             Ok(()) => Ok(()),
             Err(Msg::Call(f)) => Err(f),
-            Err(Msg::Unpark(_) | Msg::Expedite(_)) => {
-                unreachable!("the inbox hands back what was pushed")
-            }
+            Err(_) => unreachable!("the inbox hands back what was pushed"),
+        }
+    }
+
+    /// Posts a job to run in the hub thread's main context, from [`run`] (or the hub's
+    /// shutdown), in posting order with other jobs, one at a time: a job may block, driving the
+    /// hub meanwhile, and later jobs wait for it. Hands the job back when the hub is closed.
+    /// Named threads use this; a hub whose thread never calls [`run`] runs jobs only when it
+    /// shuts down.
+    pub(crate) fn try_post_job(
+        &self,
+        f: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Box<dyn FnOnce() + Send>> {
+        match self.shared.post(Msg::Job(f)) {
+            Ok(()) => Ok(()),
+            Err(Msg::Job(f)) => Err(f),
+            Err(_) => unreachable!("the inbox hands back what was pushed"),
         }
     }
 
@@ -320,6 +337,10 @@ pub(crate) struct Core {
     pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
     /// Set by a pass that resumed a green thread; cleared by `after_drive` (see "Thread exit").
     resumed_since_hook: Cell<bool>,
+    /// Jobs for the main context (`Msg::Job`), drained from the inbox in order, run one at a
+    /// time by [`run`] between passes (never by a pass, so a job that blocks drives the loop
+    /// without re-entering it, and never by another job's wait: jobs stay serial).
+    main_jobs: RefCell<VecDeque<Box<dyn FnOnce() + Send>>>,
 }
 
 #[derive(Default)]
@@ -329,6 +350,8 @@ struct Slots {
 }
 
 thread_local! {
+    /// The core whose `resume` is running a green thread now, or null (see `with_running`).
+    static RUNNING: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
     static CORE: CoreSlot = const {
         CoreSlot {
             core: RefCell::new(None),
@@ -392,6 +415,7 @@ impl Core {
             main_lent: Cell::new(0),
             delayed_spawns: RefCell::default(),
             resumed_since_hook: Cell::new(false),
+            main_jobs: RefCell::default(),
         })
     }
 
@@ -500,6 +524,24 @@ impl Core {
         }
     }
 
+    /// Runs the queued main-context jobs, in order, from the main context (`run`, `shut_down`).
+    /// A job may block (a filature wait drives the loop); a panic is caught and logged as a
+    /// posted call's would be.
+    fn run_main_jobs(&self) {
+        loop {
+            let job = self.main_jobs.borrow_mut().pop_front();
+            let Some(job) = job else { return };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            if let Err(p) = r {
+                tracing::error!(
+                    hub = %self.shared.name,
+                    "a call posted to the hub panicked: {}",
+                    panic_message(&*p)
+                );
+            }
+        }
+    }
+
     /// One pass of the loop. `main` is the waiting main context's cell (the pass returns as soon
     /// as it is notified and never blocks after that); `deadline` bounds how long it may block.
     ///
@@ -551,7 +593,9 @@ impl Core {
             }
         }
         // 4. I/O, blocking only when there is nothing else to do.
-        let busy = !self.ready.borrow().is_empty() || !self.local.borrow().is_empty();
+        let busy = !self.ready.borrow().is_empty()
+            || !self.local.borrow().is_empty()
+            || (in_run && !self.main_jobs.borrow().is_empty());
         if busy || main.is_some_and(|m| m.peek_notified()) {
             let k = self.busy_passes.get() + 1;
             if k >= BUSY_POLL_EVERY {
@@ -620,6 +664,7 @@ impl Core {
         for msg in buf.drain(..) {
             match msg {
                 Msg::Call(f) => self.run_callback("call posted to the hub", f),
+                Msg::Job(f) => self.main_jobs.borrow_mut().push_back(f),
                 Msg::Unpark(cell) => {
                     if !cell.is_main() {
                         self.schedule_cell(&cell);
@@ -676,9 +721,11 @@ impl Core {
         self.panicking_at_resume.set(panicking);
         self.resumed_since_hook.set(true);
         self.current.set(Rc::as_ptr(&g));
+        RUNNING.set(self);
         let token = self.shared.activity.enter(g.id());
         let finished = g.resume();
         self.shared.activity.exit(token);
+        RUNNING.set(std::ptr::null());
         self.current.set(std::ptr::null());
         if finished {
             self.remove_green(g.slot());
@@ -709,16 +756,6 @@ struct CoreSlot {
 }
 
 impl CoreSlot {
-    /// The core, created on first use. The `RefCell` is borrowed only inside this call (and in
-    /// `take`), never while code that could re-enter runs.
-    #[inline]
-    fn get(&self) -> Rc<Core> {
-        if let Some(core) = &*self.core.borrow() {
-            return core.clone();
-        }
-        self.create()
-    }
-
     #[cold]
     fn create(&self) -> Rc<Core> {
         let core = Core::new();
@@ -821,6 +858,7 @@ impl Core {
         crate::green::assert_main_context(self, "hub shutdown");
         let mut accepted = self.shared.inbox.close();
         self.run_msgs(&mut accepted);
+        self.run_main_jobs();
         self.settle();
         self.kill_and_unwind(grace, quiet);
         task::fail_all_pending();
@@ -963,10 +1001,37 @@ impl Drop for Core {
 }
 
 /// Runs `f` with the current thread's hub core, creating it on first use.
-#[inline]
+///
+/// Holds a shared borrow of the slot while `f` runs (cheaper than cloning the `Rc` on every
+/// park and yield), so `detach_core` can tell when some frame still uses the core.
+#[inline(always)]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
-    let core = CORE.with(CoreSlot::get);
-    f(&core)
+    CORE.with(|slot| {
+        let core = slot.core.borrow();
+        match &*core {
+            Some(core) => f(core),
+            None => {
+                drop(core);
+                f(&slot.create())
+            }
+        }
+    })
+}
+
+/// Calls `f` with the core that is running the calling green thread, or returns `None` outside
+/// green threads: the hot path of green-context calls (`yield_now`), without `with_core`'s
+/// thread-local slot and borrow.
+#[inline(always)]
+pub(crate) fn with_running<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+    let p = RUNNING.get();
+    // SAFETY: `RUNNING` is non-null only while `Core::resume` runs a green thread, and points at
+    // the core whose `resume(&self)` that is: borrowed, so alive, for the whole resume, and code
+    // on this thread meanwhile is that green thread's (the loop is suspended inside `resume`).
+    // Should `f` switch away, the reference lives on in that green thread's frames, which run
+    // again only under a later `resume` by the same core (a green thread belongs to one core for
+    // ever), which is alive then; if that core goes away instead, the green thread is abandoned
+    // and its frames never run again.
+    unsafe { p.as_ref() }.map(f)
 }
 
 /// The current thread's core, if it has one and its thread-local is still alive.
@@ -1047,6 +1112,9 @@ pub fn call_soon(f: impl FnOnce() + 'static) {
 
 /// Runs the current thread's hub until [`HubHandle::stop`] is called (from any thread).
 ///
+/// Between passes it runs the jobs posted for the thread's main context (a named thread's jobs),
+/// one at a time, in order; a job that blocks drives the loop meanwhile.
+///
 /// Must be called from the thread's main context (not from a green thread or a callback).
 pub fn run() {
     with_core(|core| {
@@ -1061,6 +1129,9 @@ pub fn run() {
                 return;
             }
             core.turn(None, None, true);
+            if !core.main_jobs.borrow().is_empty() {
+                core.run_main_jobs();
+            }
         }
     })
 }
@@ -1155,11 +1226,17 @@ pub(crate) fn shutdown_current(grace: Duration) {
 }
 
 /// Takes the thread's (shut down) core out of its thread-local: the next use creates a fresh
-/// one. No `&Core` borrowed from the slot outlives a call (`with_core` holds an `Rc`), so this
-/// can only leave the old core to whoever still holds an `Rc` of it.
+/// one. Not while a `with_core` frame still borrows it (a scope ended inside a named thread's
+/// job, or a green thread abandoned inside `yield_now`): the thread then keeps its closed hub.
 fn detach_core() {
-    let old = CORE.try_with(|c| c.core.borrow_mut().take()).ok().flatten();
-    drop(old); // outside the borrow: dropping the core may run user code
+    let old = CORE
+        .try_with(|c| c.core.try_borrow_mut().ok().and_then(|mut c| c.take()))
+        .ok()
+        .flatten();
+    match old {
+        Some(old) => drop(old), // outside the borrow: dropping the core may run user code
+        None => tracing::debug!("the hub is still in use up the stack; it stays closed"),
+    }
 }
 
 /// A snapshot of the current hub's state, for introspection and tests.

@@ -450,6 +450,9 @@ fn blocking<T: Send + 'static>(
     if super::is_reactor_thread() {
         return Err(Failure::from_error(ReactorError::OnReactorThread));
     }
+    // Before posting anything: in a hub callback the wait would panic, whether or not the
+    // answer came first; refuse the whole call there, every time.
+    crate::green::refuse_in_callback("reactor::blocking_call_from_thread");
     let deadline = timeout.map(|d| Instant::now() + d);
     let slot: Slot<T> = Arc::new(Oneshot::new());
     let id = register_blocked(slot.clone())?;

@@ -76,6 +76,7 @@ impl<T> Oneshot<T> {
     /// Waits until filled or `deadline` (parks a green thread, drives the hub in a main context;
     /// panics in a hub callback, naming `op`). Returns whether it was filled; does not take.
     pub(crate) fn wait(&self, op: &'static str, deadline: Option<Instant>) -> bool {
+        crate::green::refuse_in_callback(op);
         if self.lock().filled {
             return true;
         }

@@ -4,9 +4,12 @@
 //! # Pieces
 //!
 //! * A **named thread** is an OS thread named after its id whose body runs [`hub::run`] on its own
-//!   hub. Jobs are posted to the hub with [`HubHandle::call`], so they run one at a time, as hub
-//!   callbacks, in the hub inbox's order; green threads, timers and cross-thread posts work there
-//!   like on any hub. Its handle, [`NamedThread`], is a `HubHandle` plus a shared `Control` (the
+//!   hub, inside [`hub::scope`]. Jobs are posted to the hub's inbox as main-context jobs, so they
+//!   run one at a time, in the inbox's order, in the thread's **main context**, as the SIP SIMPLE
+//!   SDK's plain threads ran them: a job may block, and a filature wait inside it
+//!   (`blocking_call_from_thread`, `tpool::execute`, `Event::wait`, `join`) drives the thread's
+//!   hub meanwhile, so green threads, timers and cross-thread posts keep working there; later
+//!   jobs wait their turn. Its handle, [`NamedThread`], is a `HubHandle` plus a shared `Control` (the
 //!   stop request, the "exited" flag and the OS `JoinHandle`).
 //! * The **manager** keeps `State` behind one `RwLock`: the live threads by id, the *retiring*
 //!   ones (asked to stop, not yet joined) and the `stopped` flag.
@@ -256,10 +259,13 @@ impl ThreadManager {
     /// behind what is already there (the thread is started if needed).
     ///
     /// Calls from one producer run in the order they were made, each exactly once. A queued job
-    /// runs as a hub callback on the named thread: it may block the thread the ordinary way (file
-    /// I/O, locks), but filature's green-blocking calls panic there (spawn a green thread for
-    /// those). A panic in a queued job is logged with the thread's name and the thread goes on; a
-    /// panic in an inline call unwinds to the caller, as any function call would.
+    /// runs in the named thread's main context, one job at a time: it may block the thread the
+    /// ordinary way (file I/O, locks), and filature's blocking calls inside it
+    /// (`reactor::blocking_call_from_thread`, `tpool::execute`, `Event::wait`, `join`, …) wait
+    /// while the thread's hub keeps running its green threads, timers and posted calls; the next
+    /// job starts when this one returns. A panic in a queued job is logged with the thread's name
+    /// and the thread goes on; a panic in an inline call unwinds to the caller, as any function
+    /// call would.
     ///
     /// ```
     /// use filature::threads::ThreadManager;
@@ -482,8 +488,8 @@ impl Shared {
             {
                 return Fast::Inline(f.take().expect("taken once"));
             }
-            // One allocation, and no panic wrapper: the hub runs every posted call as a callback,
-            // which catches a panic, logs it with the hub's (the thread's) name and goes on.
+            // One allocation, and no panic wrapper: the hub runs every posted job in its main
+            // context, catching a panic, logging it with the hub's (the thread's) name.
             let job = hub::box_call(f.take().expect("taken once"));
             match &l.last {
                 // ORDERING: Acquire pairs with the Release in `bump_epoch`.
@@ -492,7 +498,7 @@ impl Shared {
                         && c.thread.name() == id
                         && c.epoch == self.epoch.load(Ordering::Acquire) =>
                 {
-                    match c.thread.hub.try_call(job) {
+                    match c.thread.hub.try_post_job(job) {
                         Ok(()) => Fast::Posted,
                         Err(job) => Fast::Slow(job),
                     }
@@ -515,7 +521,7 @@ impl Shared {
             // ORDERING: read under the read lock, so it matches the entry (bumps happen under
             // the write lock).
             let epoch = self.epoch.load(Ordering::Acquire);
-            t.hub.try_call(job).map(|()| (epoch, t.clone()))
+            t.hub.try_post_job(job).map(|()| (epoch, t.clone()))
         })?;
         // A refused job is dropped here, after the lock: its destructor may call the manager.
         let Ok((epoch, thread)) = posted else {
@@ -761,7 +767,7 @@ impl NamedThread {
 
     fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ThreadError> {
         self.hub
-            .try_call(hub::box_call(f))
+            .try_post_job(hub::box_call(f))
             .map_err(|_| ThreadError::new(ThreadErrorKind::Stopped, self.name()))
     }
 

@@ -242,6 +242,7 @@ impl<T> TpoolHandle<T> {
 
     /// True once done; false if `deadline` passed first.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        crate::green::refuse_in_callback("TpoolHandle::wait");
         if self.shared.is_done() {
             return true;
         }
