@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::deadline::deadline_after;
 use crate::hub::{self, Core, HubHandle};
 use crate::loom::sync::Arc;
 use crate::Stopped;
@@ -190,7 +191,8 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, op: &'static str, deadline: Option
         g.cell.try_consume();
         return;
     }
-    let timer = deadline.map(|d| core.add_timer(d, hub::timer::Action::Unpark(g.cell.clone())));
+    let timer =
+        deadline.map(|d| core.add_timer(Some(d), hub::timer::Action::Unpark(g.cell.clone())));
     // The one store the snapshot costs the park path (none on the yield or switch paths).
     g.parked_at.set(op);
     g.suspend();
@@ -366,7 +368,8 @@ impl Builder {
     }
 
     /// Spawns on the current hub after `delay`. Killing the handle before then means the green
-    /// thread never starts (and no stack is taken for it meanwhile).
+    /// thread never starts (and no stack is taken for it meanwhile). A `delay` too large to add
+    /// to the clock (`Duration::MAX`) means it starts only if killed (then it ends at once).
     pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + 'static,
@@ -460,7 +463,8 @@ pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Sto
 }
 
 /// Parks the caller for `d` (green thread), or drives the hub for `d` (main context). A zero
-/// duration is [`yield_now`]: one trip through the loop.
+/// duration is [`yield_now`]: one trip through the loop. A duration too large to add to the clock
+/// (`Duration::MAX`) sleeps until the green thread is killed or its timeout expires.
 pub fn sleep(d: Duration) {
     let p = Parker::current("green::sleep");
     if d.is_zero() {
@@ -469,13 +473,14 @@ pub fn sleep(d: Duration) {
         yield_now();
         return;
     }
-    let deadline = Instant::now() + d;
+    // A duration too large to add to the clock sleeps for ever (until killed), as std's does.
+    let deadline = deadline_after(d);
     loop {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|t| Instant::now() >= t) {
             p.check_interrupts();
             return;
         }
-        p.park(Some(deadline));
+        p.park(deadline);
     }
 }
 

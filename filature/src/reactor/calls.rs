@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::{
     post_slow, register_blocked, stopped_error, unregister_blocked, Abort, ReactorError, HUB,
 };
+use crate::deadline::deadline_after;
 use crate::deferred::Deferred;
 use crate::green::{self, JoinError};
 use crate::hub;
@@ -304,7 +305,8 @@ pub fn blocking_call_from_thread<T: Send + 'static>(
 }
 
 /// [`blocking_call_from_thread`] that gives up after `timeout` with a [`TimedOut`] failure. The
-/// call may still run later; its value is then dropped.
+/// call may still run later; its value is then dropped. A `timeout` too large to add to the
+/// clock (`Duration::MAX`) is no limit (the `_timeout` variants below all treat it so).
 ///
 /// ```
 /// use std::time::Duration;
@@ -450,7 +452,8 @@ fn blocking<T: Send + 'static>(
     if super::is_reactor_thread() {
         return Err(Failure::from_error(ReactorError::OnReactorThread));
     }
-    let deadline = timeout.map(|d| Instant::now() + d);
+    // A timeout too large to add to the clock is no limit.
+    let deadline = timeout.and_then(deadline_after);
     let slot: Slot<T> = Arc::new(Oneshot::new());
     let id = register_blocked(slot.clone())?;
     let s = slot.clone();

@@ -348,7 +348,7 @@ fn serve() {
         l.shutdown_timeout
     };
     fire(SystemEvent::Shutdown);
-    hub::shutdown_current(timeout);
+    hub::shutdown_current(shutdown_grace(timeout));
     delayed::forget_all();
     let blocked = {
         let mut l = life();
@@ -359,6 +359,14 @@ fn serve() {
         b.abort();
     }
     tracing::debug!("the reactor has stopped");
+}
+
+/// The grace `hub::shutdown_current` gets: `timeout`, or for a timeout too large to add to the
+/// clock a bound that does fit and that nobody will wait out (a century), since that function
+/// adds its grace to now. (Until it takes a deadline from [`crate::deadline`].)
+fn shutdown_grace(timeout: Duration) -> Duration {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    timeout.min(CENTURY)
 }
 
 /// Asks the reactor to stop, from any thread (Twisted's `reactor.stop()`); does not wait. The
@@ -398,7 +406,8 @@ pub fn hub() -> Option<HubHandle> {
 }
 
 /// How long the shutdown waits for the Deferreds of `before` triggers (and then for green
-/// threads to unwind) before going on regardless. Default: 30 s.
+/// threads to unwind) before going on regardless. Default: 30 s. A timeout too large to add to
+/// the clock (`Duration::MAX`) is no limit: the shutdown waits as long as they take.
 pub fn set_shutdown_timeout(timeout: Duration) {
     life().shutdown_timeout = timeout;
 }

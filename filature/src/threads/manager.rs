@@ -67,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::deadline::deadline_after;
 use crate::hub::{self, HubHandle};
 
 use super::manager_errors::{StopTimeout, ThreadError, ThreadErrorKind};
@@ -395,6 +396,7 @@ impl ThreadManager {
 
     /// [`stop`](Self::stop), but returns after `timeout` at the latest, naming the threads that
     /// have not exited by then (they are left running, and a later `stop` waits for them again).
+    /// A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     ///
     /// ```
     /// use filature::threads::ThreadManager;
@@ -410,7 +412,7 @@ impl ThreadManager {
     /// manager.stop();
     /// ```
     pub fn stop_timeout(&self, timeout: Duration) -> Result<(), StopTimeout> {
-        self.shared.stop(Some(Instant::now() + timeout))
+        self.shared.stop(deadline_after(timeout))
     }
 }
 
