@@ -6,7 +6,10 @@
 //!   [`reactor`](super)), and either accepts the work — it will run, exactly once — or returns
 //!   [`Stopped`] (for Deferred-returning ones, a Deferred failed with it).
 //! * A blocking call is registered with the reactor (`register_blocked`) *before* its work is
-//!   posted and unregistered after its wait. The reactor fails every still-registered call with
+//!   posted and unregistered when its caller is done with it: after the wait, or when the caller
+//!   unwinds out of it (a killed green thread, an expired `with_timeout`), by a drop guard. The
+//!   registration holds the call's answer slot, so without the guard an abandoned call's value
+//!   would live until the reactor stops. The reactor fails every still-registered call with
 //!   `Stopped` as the last step of its shutdown, after the calls it accepted have run, so a
 //!   blocking caller gets a value, a failure, a timeout or `Stopped` — never an endless wait.
 
@@ -443,6 +446,16 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
+/// A blocking call's registration with the reactor, ended when its caller is done with the call,
+/// however it leaves (returns or unwinds).
+struct Registered(u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        unregister_blocked(self.0);
+    }
+}
+
 /// The shared body of the blocking calls: `start` runs on the reactor and fills the slot (now or
 /// later); the caller waits for it.
 fn blocking<T: Send + 'static>(
@@ -455,14 +468,13 @@ fn blocking<T: Send + 'static>(
     // A timeout too large to add to the clock is no limit.
     let deadline = timeout.and_then(deadline_after);
     let slot: Slot<T> = Arc::new(Oneshot::new());
-    let id = register_blocked(slot.clone())?;
+    let registered = Registered(register_blocked(slot.clone())?);
     let s = slot.clone();
     if let Err(e) = call_from_thread(move || start(s)) {
-        unregister_blocked(id);
         return Err(Failure::from_error(e));
     }
     let filled = slot.wait("reactor::blocking_call_from_thread", deadline);
-    unregister_blocked(id);
+    drop(registered);
     if !filled {
         return Err(Failure::from_error(TimedOut));
     }
