@@ -351,8 +351,9 @@ impl Builder {
             let sh = pending.0.take().expect("runs once");
             hub::with_core(|core| {
                 if !Arc::ptr_eq(&core.shared, &sh.cell.hub) {
-                    // Only `reactor::spawn` before `run` can get here: `run` was called on
-                    // another thread than `prepare_run`.
+                    // Only `reactor::spawn` before `run` could get here, were `run` called on
+                    // another thread than `prepare_run`, which `run` refuses
+                    // (`ReactorError::NotPreparedThread`). Kept as a guard.
                     tracing::error!(
                         "green thread spawned for hub '{}' reached hub '{}'; not started",
                         sh.cell.hub.name(),
