@@ -3,6 +3,7 @@
 //!
 //! See the README for a tour.
 
+mod deadline;
 mod error;
 mod failure;
 mod loom;

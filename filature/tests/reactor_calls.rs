@@ -1,6 +1,8 @@
 //! The reactor's entry points, against the reactor started on first use (one per test process;
 //! it is never stopped here — life-cycle tests live in `reactor_lifecycle.rs`).
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +13,8 @@ use filature::hub::{self, DelayedCallError};
 use filature::reactor::{self, ReactorError};
 use filature::sync::Event;
 use filature::{Failure, TimedOut};
+
+use common::eventually;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -394,4 +398,58 @@ fn a_failed_green_thread_on_the_reactor_re_raises_when_joined_from_another_threa
         JoinError::Panicked(f) => assert_eq!(f.panic_message(), Some("waitable failure")),
         JoinError::Killed => panic!("not killed"),
     }
+}
+
+/// Counts its drops.
+struct Tracked(Arc<AtomicUsize>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A blocking call whose answer, a `Tracked`, is made on the reactor once `gate` opens; `started`
+/// fires when the reactor has the call.
+fn gated_call(
+    started: Event<()>,
+    gate: Event<()>,
+    drops: Arc<AtomicUsize>,
+) -> Result<Tracked, Failure> {
+    reactor::blocking_call_from_thread_deferred(move || {
+        let d = Deferred::new();
+        let answer = d.clone();
+        green::spawn(move || {
+            gate.wait().unwrap();
+            let _ = answer.callback(Tracked(drops));
+        });
+        started.send(()).unwrap();
+        d
+    })
+}
+
+#[test]
+fn a_killed_blocking_caller_does_not_leave_its_value_to_the_reactor() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (started, gate) = (Event::new(), Event::new());
+    let (s, g, n) = (started.clone(), gate.clone(), drops.clone());
+    let caller = green::spawn(move || gated_call(s, g, n));
+    wait(&started);
+    caller.kill();
+    assert!(matches!(caller.join_result(), Err(JoinError::Killed)));
+    gate.send(()).unwrap();
+    // Nobody wants the value: it goes at once, not when the reactor stops (never, here).
+    assert!(eventually(|| drops.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
+fn a_timed_out_blocking_caller_does_not_leave_its_value_to_the_reactor() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (started, gate) = (Event::new(), Event::new());
+    let (s, g, n) = (started.clone(), gate.clone(), drops.clone());
+    let r = green::with_timeout(Duration::from_millis(30), move || gated_call(s, g, n));
+    assert!(matches!(r, Err(TimedOut)));
+    wait(&started);
+    gate.send(()).unwrap();
+    assert!(eventually(|| drops.load(Ordering::SeqCst) == 1));
 }

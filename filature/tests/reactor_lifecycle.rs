@@ -426,3 +426,31 @@ fn stopping_from_another_thread_while_busy_loses_nothing_that_was_accepted() {
         },
     );
 }
+
+#[test]
+fn run_on_another_thread_than_prepare_run_is_refused_and_the_prepared_thread_still_runs() {
+    in_child(
+        "run_on_another_thread_than_prepare_run_is_refused_and_the_prepared_thread_still_runs",
+        || {
+            reactor::prepare_run().unwrap();
+            let queued = reactor::spawn(|| std::thread::current().name().map(str::to_owned));
+            let elsewhere = std::thread::Builder::new()
+                .name("not-prepared".into())
+                .spawn(reactor::run)
+                .unwrap()
+                .join()
+                .unwrap();
+            let err = elsewhere.unwrap_err();
+            assert_eq!(err, ReactorError::NotPreparedThread);
+            assert!(err.to_string().contains("prepare_run"), "{err}");
+            assert!(!reactor::is_running());
+            // Nothing was started or lost: the prepared thread runs the queued work.
+            reactor::call_from_thread(|| reactor::stop().unwrap()).unwrap();
+            reactor::run().unwrap();
+            assert_eq!(
+                queued.join(),
+                std::thread::current().name().map(str::to_owned)
+            );
+        },
+    );
+}

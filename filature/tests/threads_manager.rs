@@ -505,3 +505,83 @@ fn stop_called_from_a_job_stops_the_others_and_then_its_own_thread() {
     assert!(other.is_finished());
     wait_until("the stopping thread exits too", || me.is_finished());
 }
+
+#[test]
+fn concurrent_stops_all_return_only_once_the_queued_jobs_ran_and_the_threads_are_joined() {
+    const STOPPERS: usize = 4;
+    const IDS: [&str; 2] = ["tm-cstop-a", "tm-cstop-b"];
+    let manager = Arc::new(ThreadManager::new());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut gates = Vec::new();
+    let mut handles = Vec::new();
+    for id in IDS {
+        handles.push(manager.get_thread(id).unwrap());
+        // The thread is held, so the slow jobs behind it are still queued when the stops begin.
+        gates.push(gate(&manager, id));
+        for _ in 0..5 {
+            let ran = ran.clone();
+            manager
+                .call_in_thread(id, move || {
+                    std::thread::sleep(Duration::from_millis(10));
+                    ran.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap();
+        }
+    }
+    let barrier = Arc::new(Barrier::new(STOPPERS));
+    let (seen_tx, seen) = unbounded();
+    for _ in 0..STOPPERS {
+        let (m, b, ran, handles, seen_tx) = (
+            manager.clone(),
+            barrier.clone(),
+            ran.clone(),
+            handles.clone(),
+            seen_tx.clone(),
+        );
+        std::thread::spawn(move || {
+            b.wait();
+            m.stop();
+            // What this stopper sees the moment it returns.
+            // A thread leaves `retiring` once joined.
+            let joined = format!("{m:?}").contains("retiring: 0");
+            let finished = handles.iter().all(|t| t.is_finished());
+            seen_tx
+                .send((ran.load(Ordering::SeqCst), finished, joined))
+                .unwrap();
+        });
+    }
+    // Let the stops get under way (most will be waiting), then let the jobs run.
+    wait_until("a stop has begun", || {
+        manager.call_in_thread(IDS[0], || ()).is_err()
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    drop(gates);
+    for _ in 0..STOPPERS {
+        assert_eq!(recv(&seen), (5 * IDS.len(), true, true));
+    }
+}
+
+#[test]
+fn stops_called_from_jobs_of_two_threads_at_once_do_not_wait_for_each_other() {
+    let manager = Arc::new(ThreadManager::new());
+    let barrier = Arc::new(Barrier::new(2));
+    let (done_tx, done) = unbounded();
+    let mut handles = Vec::new();
+    for id in ["tm-jstop-a", "tm-jstop-b"] {
+        let t = manager.get_thread(id).unwrap();
+        let (m, b, done_tx) = (manager.clone(), barrier.clone(), done_tx.clone());
+        t.call(move || {
+            b.wait();
+            m.stop(); // each waits for the other threads, but not for a thread stopping them
+            done_tx.send(()).unwrap();
+        })
+        .unwrap();
+        handles.push(t);
+    }
+    recv(&done);
+    recv(&done);
+    wait_until("both threads exit", || {
+        handles.iter().all(|t| t.is_finished())
+    });
+    stop(&manager); // joins them
+}

@@ -15,8 +15,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::deadline::deadline_after;
 use crate::sync::oneshot::Oneshot;
 use crate::{AlreadyCalled, Cancelled, Failure};
 
@@ -120,6 +121,7 @@ impl<T> CommandReply<T> {
     }
 
     /// Waits at most `timeout`; on timeout the reply comes back so the caller can wait again.
+    /// A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     ///
     /// ```
     /// use std::time::Duration;
@@ -131,10 +133,7 @@ impl<T> CommandReply<T> {
     /// assert_eq!(reply.wait_timeout(Duration::from_millis(5)).unwrap().unwrap(), 1);
     /// ```
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, Failure>, CommandReply<T>> {
-        if self
-            .slot
-            .wait("Command::wait", Some(Instant::now() + timeout))
-        {
+        if self.slot.wait("Command::wait", deadline_after(timeout)) {
             Ok(self.take())
         } else {
             Err(self)

@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use super::park::{unpark, Unparker};
 use super::Parker;
+use crate::deadline::deadline_after;
 use crate::sync::waiter::{Waiter, WaiterList};
 use crate::Failure;
 
@@ -420,9 +421,10 @@ impl<T: 'static> JoinHandle<T> {
         self.shared.take()
     }
 
-    /// Waits at most `timeout`. On timeout the handle comes back inside the error.
+    /// Waits at most `timeout`. On timeout the handle comes back inside the error. A
+    /// `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
-        if self.shared.wait(Some(Instant::now() + timeout)) {
+        if self.shared.wait(deadline_after(timeout)) {
             self.joined = true;
             self.shared.take().map_err(JoinTimeoutError::Failed)
         } else {
@@ -436,9 +438,10 @@ impl<T: 'static> JoinHandle<T> {
         self.shared.wait(None);
     }
 
-    /// Like [`wait`](Self::wait) with a time limit; false if it ran out.
+    /// Like [`wait`](Self::wait) with a time limit; false if it ran out. A `timeout`
+    /// too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.shared.wait(Some(Instant::now() + timeout))
+        self.shared.wait(deadline_after(timeout))
     }
 
     /// Kills the green thread: it unwinds from its current (or next) park point, running its

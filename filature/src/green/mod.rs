@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::deadline::deadline_after;
 use crate::hub::{self, Core, HubHandle};
 use crate::loom::sync::Arc;
 use crate::Stopped;
@@ -190,7 +191,8 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, op: &'static str, deadline: Option
         g.cell.try_consume();
         return;
     }
-    let timer = deadline.map(|d| core.add_timer(d, hub::timer::Action::Unpark(g.cell.clone())));
+    let timer =
+        deadline.map(|d| core.add_timer(Some(d), hub::timer::Action::Unpark(g.cell.clone())));
     // The one store the snapshot costs the park path (none on the yield or switch paths).
     g.parked_at.set(op);
     g.suspend();
@@ -365,8 +367,9 @@ impl Builder {
             let sh = pending.0.take().expect("runs once");
             hub::with_core(|core| {
                 if !Arc::ptr_eq(&core.shared, &sh.cell.hub) {
-                    // Only `reactor::spawn` before `run` can get here: `run` was called on
-                    // another thread than `prepare_run`.
+                    // Only `reactor::spawn` before `run` could get here, were `run` called on
+                    // another thread than `prepare_run`, which `run` refuses
+                    // (`ReactorError::NotPreparedThread`). Kept as a guard.
                     tracing::error!(
                         "green thread spawned for hub '{}' reached hub '{}'; not started",
                         sh.cell.hub.name(),
@@ -382,7 +385,8 @@ impl Builder {
     }
 
     /// Spawns on the current hub after `delay`. Killing the handle before then means the green
-    /// thread never starts (and no stack is taken for it meanwhile).
+    /// thread never starts (and no stack is taken for it meanwhile). A `delay` too large to add
+    /// to the clock (`Duration::MAX`) means it starts only if killed (then it ends at once).
     pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + 'static,
@@ -476,7 +480,8 @@ pub fn call_in_green_thread(f: impl FnOnce() + Send + 'static) -> Result<(), Sto
 }
 
 /// Parks the caller for `d` (green thread), or drives the hub for `d` (main context). A zero
-/// duration is [`yield_now`]: one trip through the loop.
+/// duration is [`yield_now`]: one trip through the loop. A duration too large to add to the clock
+/// (`Duration::MAX`) sleeps until the green thread is killed or its timeout expires.
 pub fn sleep(d: Duration) {
     let p = Parker::current("green::sleep");
     if d.is_zero() {
@@ -485,13 +490,14 @@ pub fn sleep(d: Duration) {
         yield_now();
         return;
     }
-    let deadline = Instant::now() + d;
+    // A duration too large to add to the clock sleeps for ever (until killed), as std's does.
+    let deadline = deadline_after(d);
     loop {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|t| Instant::now() >= t) {
             p.check_interrupts();
             return;
         }
-        p.park(Some(deadline));
+        p.park(deadline);
     }
 }
 

@@ -16,10 +16,11 @@ use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::park::unpark;
 use super::thread::{Green, TimeoutUnwind};
+use crate::deadline::deadline_after;
 use crate::hub::timer::{Action, TimerCell};
 use crate::hub::{self, Core};
 use crate::TimedOut;
@@ -62,7 +63,8 @@ impl Target {
 }
 
 impl Timeout {
-    /// Arms a timeout of `d` for the calling context.
+    /// Arms a timeout of `d` for the calling context. A `d` too large to add to the clock
+    /// (`Duration::MAX`) never expires.
     pub fn start(d: Duration) -> Timeout {
         let id = NEXT_TIMEOUT.fetch_add(1, Ordering::Relaxed);
         hub::with_core(|core| {
@@ -83,7 +85,7 @@ impl Timeout {
                     Target::Main(c) => unpark(&c.main_cell),
                 }
             };
-            let timer = core.add_timer(Instant::now() + d, Action::Call(Box::new(fire)));
+            let timer = core.add_timer(deadline_after(d), Action::Call(Box::new(fire)));
             Timeout {
                 id,
                 timer,
@@ -129,7 +131,8 @@ impl Drop for Timeout {
 /// Runs `f`, giving up with `Err(TimedOut)` if it is still blocked after `d`.
 ///
 /// Works in green threads and main contexts. The expiry is raised at `f`'s next blocking call
-/// (code that never blocks cannot be interrupted). Nested timeouts end only their own block.
+/// (code that never blocks cannot be interrupted). Nested timeouts end only their own block. A `d`
+/// too large to add to the clock (`Duration::MAX`) is no limit.
 ///
 /// ```
 /// use std::time::Duration;

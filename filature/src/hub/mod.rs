@@ -101,6 +101,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::deadline::deadline_after;
 use crate::failure::panic_message;
 use crate::green::park::{ParkCell, Unparker};
 use crate::green::thread::Green;
@@ -508,7 +509,8 @@ impl Core {
         self.local.borrow_mut().push_back(f);
     }
 
-    pub(crate) fn add_timer(&self, at: Instant, action: Action) -> Rc<timer::TimerCell> {
+    /// Adds a timer due at `at` (`None`: never due; see [`crate::deadline`]).
+    pub(crate) fn add_timer(&self, at: Option<Instant>, action: Action) -> Rc<timer::TimerCell> {
         self.timers.borrow_mut().add(at, action)
     }
 
@@ -874,7 +876,8 @@ impl Core {
     /// Step 4 of `shut_down`.
     fn kill_and_unwind(&self, grace: Duration, quiet: bool) {
         let start = Instant::now();
-        let deadline = start.checked_add(grace);
+        // A grace too large for the clock is no limit.
+        let deadline = crate::deadline::deadline_after(grace);
         let mut next_report = start + LEND_REPORT_EVERY;
         loop {
             let alive = self.alive_greens();
@@ -1098,8 +1101,23 @@ pub fn current() -> HubHandle {
 /// Runs `f` on the current hub after `delay`, as a hub callback (Twisted's `callLater`).
 ///
 /// Timers with equal deadlines fire in the order they were created. `f` need not be `Send`.
+/// A `delay` too large to add to the clock (`Duration::MAX`) means "never": the call stays
+/// pending, and never runs unless [`DelayedCall::reset`] brings it back within reach.
+///
+/// ```
+/// use std::time::Duration;
+/// use filature::hub;
+///
+/// let never = hub::call_later(Duration::MAX, || unreachable!());
+/// assert!(never.active());
+/// never.cancel().unwrap();
+/// ```
 pub fn call_later(delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
-    let at = Instant::now() + delay;
+    call_at(deadline_after(delay), f)
+}
+
+/// [`call_later`] at `at` (`None`: never).
+pub(crate) fn call_at(at: Option<Instant>, f: impl FnOnce() + 'static) -> DelayedCall {
     DelayedCall {
         cell: with_core(|c| c.add_timer(at, Action::Call(Box::new(f)))),
     }

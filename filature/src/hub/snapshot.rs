@@ -41,6 +41,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{detector, Core, Msg};
+use crate::deadline::deadline_after;
 use crate::pool::PoolStats;
 use crate::sync::oneshot::Oneshot;
 
@@ -151,7 +152,8 @@ impl HubSnapshot {
 /// Each hub is asked, through its inbox, to describe itself; the caller's own hub is described
 /// directly. A hub that has not answered within `timeout` (it is blocked, or its thread does not
 /// drive it) is listed with [`detail`](HubSnapshot::detail) `None` and its inbox depth: the call
-/// returns within about `timeout`. Meanwhile a green thread caller parks and a main-context
+/// returns within about `timeout` (a `timeout` too large to add to the clock, `Duration::MAX`,
+/// waits for every hub). Meanwhile a green thread caller parks and a main-context
 /// caller drives its hub; in a hub callback, or on a thread without a hub, the OS thread blocks.
 /// A hub whose thread no longer drives it (a plain thread that once waited on an `Event`) keeps
 /// the request in its inbox until it runs its loop again or exits: each snapshot leaves one
@@ -175,7 +177,7 @@ impl HubSnapshot {
 /// napper.kill();
 /// ```
 pub fn snapshot(timeout: Duration) -> Snapshot {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let hubs = detector::live_hubs();
     let replies = Arc::new(Replies::new(hubs.len()));
     let mut out = Vec::with_capacity(hubs.len());
@@ -337,16 +339,20 @@ impl Replies {
         }
     }
 
-    /// Waits until every hub is accounted for or `deadline` passes.
-    fn wait(&self, deadline: Instant) {
+    /// Waits until every hub is accounted for or `deadline` passes (`None`: no limit).
+    fn wait(&self, deadline: Option<Instant>) {
         let can_park =
             super::existing_core().is_some_and(|core| core.in_green() || !core.in_callback());
         if can_park {
-            self.done.wait("hub::snapshot", Some(deadline));
+            self.done.wait("hub::snapshot", deadline);
             return;
         }
         let mut st = self.lock();
         while st.pending > 0 {
+            let Some(deadline) = deadline else {
+                st = self.all_in.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;

@@ -29,9 +29,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::HubHandle;
+use crate::deadline::deadline_after;
 use crate::sync::oneshot::Oneshot;
 use crate::{Cancelled, Failure, Stopped};
 
@@ -352,10 +353,11 @@ impl<T> FutureHandle<T> {
     }
 
     /// Waits at most `timeout` for the future to finish; true if it did. Does not take the output.
+    /// A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.shared
             .out
-            .wait("FutureHandle::wait_timeout", Some(Instant::now() + timeout))
+            .wait("FutureHandle::wait_timeout", deadline_after(timeout))
     }
 
     /// Waits for the output, or the failure.

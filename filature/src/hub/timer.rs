@@ -13,6 +13,9 @@
 //!   Cancelled`), only on the hub's thread, and its action is taken out of the cell before it runs.
 //!   `active()` is false while it runs, as in Twisted.
 //! * Timers are `!Send`: they live on one hub and are touched only from its thread.
+//! * A deadline of `None` is one the clock cannot represent (see [`crate::deadline`]): such a
+//!   timer sorts after every other and never becomes due, so the loop never wakes for it. It is
+//!   still a pending timer (counted, cancellable, movable back into reach by `reset`).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::deadline::{deadline_after, latest, postpone};
 use crate::green::park::Unparker;
 
 pub(crate) enum Action {
@@ -41,7 +45,7 @@ enum State {
 }
 
 pub(crate) struct TimerCell {
-    deadline: Cell<Instant>,
+    deadline: Cell<Option<Instant>>,
     seq: u64,
     gen: Cell<u32>,
     state: Cell<State>,
@@ -49,7 +53,7 @@ pub(crate) struct TimerCell {
 }
 
 struct Entry {
-    deadline: Instant,
+    deadline: Option<Instant>,
     seq: u64,
     gen: u32,
     cell: Rc<TimerCell>,
@@ -69,7 +73,7 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest (deadline, seq) on top.
-        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+        other.key().cmp(&self.key())
     }
 }
 
@@ -81,7 +85,8 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> Rc<TimerCell> {
+    /// Adds a timer due at `deadline` (`None`: never due).
+    pub(crate) fn add(&mut self, deadline: Option<Instant>, action: Action) -> Rc<TimerCell> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let cell = Rc::new(TimerCell {
@@ -101,7 +106,7 @@ impl Timers {
         cell
     }
 
-    fn reschedule(&mut self, cell: &Rc<TimerCell>, deadline: Instant) {
+    fn reschedule(&mut self, cell: &Rc<TimerCell>, deadline: Option<Instant>) {
         let gen = cell.gen.get().wrapping_add(1);
         cell.gen.set(gen);
         cell.deadline.set(deadline);
@@ -148,11 +153,11 @@ impl Timers {
         self.live
     }
 
-    /// The earliest live deadline.
+    /// The earliest live deadline; `None` if no timer will ever be due.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(top) = self.heap.peek() {
             if top.is_live() {
-                return Some(top.deadline);
+                return top.deadline;
             }
             self.heap.pop();
         }
@@ -167,7 +172,7 @@ impl Timers {
                 self.heap.pop();
                 continue;
             }
-            if top.deadline > now {
+            if !matches!(top.deadline, Some(d) if d <= now) {
                 return None;
             }
             let entry = self.heap.pop().expect("peeked");
@@ -185,6 +190,11 @@ impl Timers {
 }
 
 impl Entry {
+    /// The heap order: by deadline, a `None` deadline last, then by creation.
+    fn key(&self) -> (bool, Option<Instant>, u64) {
+        (self.deadline.is_none(), self.deadline, self.seq)
+    }
+
     fn is_live(&self) -> bool {
         self.cell.state.get() == State::Pending && self.cell.gen.get() == self.gen
     }
@@ -251,36 +261,43 @@ impl DelayedCall {
         Ok(())
     }
 
-    /// Moves the call to `d` from now.
+    /// Moves the call to `d` from now. A `d` too large to add to now (`Duration::MAX`) means
+    /// the call never runs (see [`time`](Self::time)).
     pub fn reset(&self, d: Duration) -> Result<(), DelayedCallError> {
-        self.check_pending()?;
-        crate::hub::with_timers(|t| t.reschedule(&self.cell, Instant::now() + d));
-        Ok(())
+        self.reset_at(deadline_after(d))
     }
 
-    /// Postpones the call by `d` (from its current time).
+    /// Postpones the call by `d` (from its current time). A call that would be due later than
+    /// the clock can represent never runs; one that never runs stays so.
     pub fn delay(&self, d: Duration) -> Result<(), DelayedCallError> {
+        self.reset_at(postpone(self.cell.deadline.get(), d))
+    }
+
+    /// Moves the call to `at` (`None`: never).
+    pub(crate) fn reset_at(&self, at: Option<Instant>) -> Result<(), DelayedCallError> {
         self.check_pending()?;
-        let at = self.cell.deadline.get() + d;
         crate::hub::with_timers(|t| t.reschedule(&self.cell, at));
         Ok(())
     }
 
-    /// True until the call runs or is cancelled (false while it is running).
+    /// True until the call runs or is cancelled (false while it is running). A call that never
+    /// runs stays active until it is cancelled or its hub shuts down.
     pub fn active(&self) -> bool {
         self.cell.state.get() == State::Pending
     }
 
-    /// When the call is due, on the monotonic clock.
+    /// When the call is due, on the monotonic clock. For a call that never runs (its delay was
+    /// too large to add to the clock, e.g. `Duration::MAX`), the latest instant the clock can
+    /// represent.
     pub fn time(&self) -> Instant {
-        self.cell.deadline.get()
+        self.cell.deadline.get().unwrap_or_else(latest)
     }
 }
 
 impl fmt::Debug for DelayedCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DelayedCall")
-            .field("time", &self.cell.deadline.get())
+            .field("time", &self.time())
             .field("state", &self.cell.state.get())
             .finish()
     }

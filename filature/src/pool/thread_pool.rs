@@ -70,6 +70,7 @@ use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
 use super::lock::{Condvar, Mutex, MutexGuard, QueueHint};
+use crate::deadline::deadline_after;
 use crate::failure::{panic_message, Failure};
 use crate::loom::sync::Arc;
 use crate::loom::thread;
@@ -1043,7 +1044,7 @@ impl ThreadPool {
 
     /// Like [`stop`](ThreadPool::stop), but gives up after about `timeout`, naming the jobs still
     /// running. The pool then stays stopping (queued work still runs); call `stop` again to wait
-    /// for the rest.
+    /// for the rest. A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1060,7 +1061,7 @@ impl ThreadPool {
     /// pool.stop();
     /// ```
     pub fn stop_timeout(&self, timeout: Duration) -> Result<(), StopTimedOut> {
-        self.stop_until(Some(Instant::now() + timeout))
+        self.stop_until(deadline_after(timeout))
     }
 
     fn stop_until(&self, deadline: Option<Instant>) -> Result<(), StopTimedOut> {

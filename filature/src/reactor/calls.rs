@@ -6,7 +6,10 @@
 //!   [`reactor`](super)), and either accepts the work — it will run, exactly once — or returns
 //!   [`Stopped`] (for Deferred-returning ones, a Deferred failed with it).
 //! * A blocking call is registered with the reactor (`register_blocked`) *before* its work is
-//!   posted and unregistered after its wait. The reactor fails every still-registered call with
+//!   posted and unregistered when its caller is done with it: after the wait, or when the caller
+//!   unwinds out of it (a killed green thread, an expired `with_timeout`), by a drop guard. The
+//!   registration holds the call's answer slot, so without the guard an abandoned call's value
+//!   would live until the reactor stops. The reactor fails every still-registered call with
 //!   `Stopped` as the last step of its shutdown, after the calls it accepted have run, so a
 //!   blocking caller gets a value, a failure, a timeout or `Stopped` — never an endless wait.
 
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::{
     post_slow, register_blocked, stopped_error, unregister_blocked, Abort, ReactorError, HUB,
 };
+use crate::deadline::deadline_after;
 use crate::deferred::Deferred;
 use crate::green::{self, JoinError};
 use crate::hub;
@@ -304,7 +308,8 @@ pub fn blocking_call_from_thread<T: Send + 'static>(
 }
 
 /// [`blocking_call_from_thread`] that gives up after `timeout` with a [`TimedOut`] failure. The
-/// call may still run later; its value is then dropped.
+/// call may still run later; its value is then dropped. A `timeout` too large to add to the
+/// clock (`Duration::MAX`) is no limit (the `_timeout` variants below all treat it so).
 ///
 /// ```
 /// use std::time::Duration;
@@ -441,6 +446,16 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
+/// A blocking call's registration with the reactor, ended when its caller is done with the call,
+/// however it leaves (returns or unwinds).
+struct Registered(u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        unregister_blocked(self.0);
+    }
+}
+
 /// The shared body of the blocking calls: `start` runs on the reactor and fills the slot (now or
 /// later); the caller waits for it.
 fn blocking<T: Send + 'static>(
@@ -453,16 +468,16 @@ fn blocking<T: Send + 'static>(
     // Before posting anything: in a hub callback the wait would panic, whether or not the
     // answer came first; refuse the whole call there, every time.
     crate::green::refuse_in_callback("reactor::blocking_call_from_thread");
-    let deadline = timeout.map(|d| Instant::now() + d);
+    // A timeout too large to add to the clock is no limit.
+    let deadline = timeout.and_then(deadline_after);
     let slot: Slot<T> = Arc::new(Oneshot::new());
-    let id = register_blocked(slot.clone())?;
+    let registered = Registered(register_blocked(slot.clone())?);
     let s = slot.clone();
     if let Err(e) = call_from_thread(move || start(s)) {
-        unregister_blocked(id);
         return Err(Failure::from_error(e));
     }
     let filled = slot.wait("reactor::blocking_call_from_thread", deadline);
-    unregister_blocked(id);
+    drop(registered);
     if !filled {
         return Err(Failure::from_error(TimedOut));
     }

@@ -12,7 +12,8 @@
 //!   without a round trip to the reactor.
 //! * `deadline` is the one source of the due time. The reactor applies it when it makes the timer
 //!   and again on every `reset`/`delay` message, so a reset that reaches the reactor before the
-//!   timer was made is not lost.
+//!   timer was made is not lost. `None` is a due time the clock cannot represent (a delay of
+//!   `Duration::MAX`; see [`crate::deadline`]): the timer never fires.
 //! * The reactor-side `hub::DelayedCall` sits in a reactor-thread-local map while pending, so a
 //!   cancel or reset can find it; it leaves the map when it fires or is cancelled, and the whole
 //!   map is cleared at shutdown.
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::deadline::{deadline_after, latest, postpone};
 use crate::hub::{self, DelayedCallError};
 use crate::Stopped;
 
@@ -42,11 +44,11 @@ thread_local! {
 struct Shared {
     id: u64,
     state: AtomicU8,
-    deadline: Mutex<Instant>,
+    deadline: Mutex<Option<Instant>>,
 }
 
 impl Shared {
-    fn deadline(&self) -> Instant {
+    fn deadline(&self) -> Option<Instant> {
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -101,7 +103,9 @@ pub struct DelayedCall {
 /// Runs `f` on the reactor thread after `delay`, as a hub callback (Twisted's `callLater`), from
 /// any thread. Timers with equal deadlines fire in the order the reactor received them. Starts the
 /// reactor if nobody has; fails with [`Stopped`] once it has stopped. A call not yet due when the
-/// reactor stops never runs: its handle then reports it cancelled.
+/// reactor stops never runs: its handle then reports it cancelled. A `delay` too large to add to
+/// the clock (`Duration::MAX`) means "never": the call stays pending (see
+/// [`DelayedCall::time`]) until cancelled, reset, or dropped by the reactor's shutdown.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -120,14 +124,13 @@ pub fn call_later(
     let shared = Arc::new(Shared {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         state: AtomicU8::new(PENDING),
-        deadline: Mutex::new(Instant::now() + delay),
+        deadline: Mutex::new(deadline_after(delay)),
     });
     let guard = Unfired(shared.clone());
     super::call_in_reactor(move || {
         let s = guard.0.clone();
         let id = s.id;
-        let due = s.deadline().saturating_duration_since(Instant::now());
-        let dc = hub::call_later(due, move || {
+        let dc = hub::call_at(s.deadline(), move || {
             let guard = guard;
             TIMERS.with(|t| t.borrow_mut().remove(&id));
             if guard.0.claim(RUNNING) {
@@ -162,17 +165,22 @@ impl DelayedCall {
         self.shared.check_pending()
     }
 
-    /// Moves the call to `d` from now.
+    /// Moves the call to `d` from now. A `d` too large to add to the clock (`Duration::MAX`)
+    /// means the call never runs.
     pub fn reset(&self, d: Duration) -> Result<(), DelayedCallError> {
-        self.move_to(|_| Instant::now() + d)
+        self.move_to(|_| deadline_after(d))
     }
 
-    /// Postpones the call by `d` from its current time.
+    /// Postpones the call by `d` from its current time. A call that would be due later than the
+    /// clock can represent never runs; one that never runs stays so.
     pub fn delay(&self, d: Duration) -> Result<(), DelayedCallError> {
-        self.move_to(|t| t + d)
+        self.move_to(|t| postpone(t, d))
     }
 
-    fn move_to(&self, at: impl FnOnce(Instant) -> Instant) -> Result<(), DelayedCallError> {
+    fn move_to(
+        &self,
+        at: impl FnOnce(Option<Instant>) -> Option<Instant>,
+    ) -> Result<(), DelayedCallError> {
         self.shared.check_pending()?;
         {
             let mut deadline = self
@@ -186,21 +194,34 @@ impl DelayedCall {
         let _ = super::call_in_reactor(move || {
             TIMERS.with(|t| {
                 if let Some(dc) = t.borrow().get(&s.id) {
-                    let _ = dc.reset(s.deadline().saturating_duration_since(Instant::now()));
+                    let _ = dc.reset_at(s.deadline());
                 }
             })
         });
         Ok(())
     }
 
-    /// True until the call runs or is cancelled (false while it runs).
+    /// True until the call runs or is cancelled (false while it runs). A call that never runs
+    /// stays active until it is cancelled or the reactor stops.
     pub fn active(&self) -> bool {
         self.shared.check_pending().is_ok()
     }
 
-    /// When the call is due, on the monotonic clock.
+    /// When the call is due, on the monotonic clock. For a call that never runs (its delay was
+    /// too large to add to the clock, e.g. `Duration::MAX`), the latest instant the clock can
+    /// represent.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use filature::reactor;
+    ///
+    /// let never = reactor::call_later(Duration::MAX, || unreachable!()).unwrap();
+    /// assert!(never.active());
+    /// assert!(never.time() > Instant::now() + Duration::from_secs(1_000_000_000));
+    /// never.cancel().unwrap();
+    /// ```
     pub fn time(&self) -> Instant {
-        self.shared.deadline()
+        self.shared.deadline().unwrap_or_else(latest)
     }
 }
 

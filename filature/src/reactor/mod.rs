@@ -168,6 +168,13 @@ pub enum ReactorError {
     /// `run` after the reactor has run and stopped: it cannot be restarted.
     #[error("the reactor has stopped and cannot be restarted")]
     NotRestartable,
+    /// `run` on a thread other than the one that called [`prepare_run`]: the work queued for the
+    /// prepared thread's hub could not run here. Call `run` on that thread.
+    #[error(
+        "reactor::run called on a thread other than the one that called reactor::prepare_run; \
+         call run on that thread"
+    )]
+    NotPreparedThread,
     /// A blocking call made on the reactor thread, where it would wait for itself.
     #[error(
         "blocking_call_from_thread called on the reactor thread: it would wait for itself; \
@@ -239,8 +246,9 @@ struct Trigger {
 /// Calls queued before it starts run once it does; the startup triggers (and
 /// [`call_when_running`] callables) run first. Returns once the shutdown has completed (see the
 /// [module docs](self)). Fails if the reactor already runs (perhaps started on its own thread by
-/// an earlier entry point) or has run before. Panics if called from a green thread or a hub
-/// callback.
+/// an earlier entry point) or has run before, and, after [`prepare_run`], on any other thread
+/// than the one that called it ([`ReactorError::NotPreparedThread`]; the reactor is left
+/// untouched for that thread to run). Panics if called from a green thread or a hub callback.
 ///
 /// ```no_run
 /// use filature::reactor;
@@ -267,6 +275,10 @@ pub fn run() -> Result<(), ReactorError> {
             }
             State::Stopped => return Err(ReactorError::NotRestartable),
         }
+        if l.prepared.is_some_and(|t| t != std::thread::current().id()) {
+            // Green threads queued by `reactor::spawn` belong to the prepared thread's hub.
+            return Err(ReactorError::NotPreparedThread);
+        }
         claim(&mut l);
     }
     serve();
@@ -280,8 +292,9 @@ fn claim(l: &mut Life) {
 
 /// Declares that the calling thread will call [`run`] (eventlib's `join_reactor` import): until
 /// it does, entry points queue their work instead of starting the reactor on its own thread.
-/// Call it first thing in `main` when other threads may use the reactor before `run`. Fails if
-/// the reactor has been started (or has run) already.
+/// Call it first thing in `main` when other threads may use the reactor before `run`; `run` on
+/// any other thread then fails with [`ReactorError::NotPreparedThread`]. Fails if the reactor
+/// has been started (or has run) already.
 ///
 /// ```no_run
 /// use filature::reactor;
@@ -400,7 +413,8 @@ pub fn hub() -> Option<HubHandle> {
 }
 
 /// How long the shutdown waits for the Deferreds of `before` triggers (and then for green
-/// threads to unwind) before going on regardless. Default: 30 s.
+/// threads to unwind) before going on regardless. Default: 30 s. A timeout too large to add to
+/// the clock (`Duration::MAX`) is no limit: the shutdown waits as long as they take.
 pub fn set_shutdown_timeout(timeout: Duration) {
     life().shutdown_timeout = timeout;
 }

@@ -143,7 +143,7 @@ fn stop_pool(pool: &'static ThreadPool) {
     }
     // A little slack so the helper's own timeout report comes first.
     if done
-        .wait_timeout(timeout + Duration::from_millis(100))
+        .wait_timeout(timeout.saturating_add(Duration::from_millis(100)))
         .is_err()
     {
         tracing::warn!(

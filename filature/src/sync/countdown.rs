@@ -82,7 +82,8 @@ impl CountdownEvent {
         let _ = self.inner.zero.wait();
     }
 
-    /// Waits at most `timeout` for the counter to reach zero.
+    /// Waits at most `timeout` for the counter to reach zero. A `timeout` too
+    /// large to add to the clock (`Duration::MAX`) is no limit.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
         self.inner.zero.wait_timeout(timeout).map(|_| ())
     }

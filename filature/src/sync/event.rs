@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::waiter::Waiter;
+use crate::deadline::deadline_after;
 use crate::green::park::Park;
 use crate::green::Parker;
 use crate::loom::sync::{Arc, Mutex, MutexGuard};
@@ -140,9 +141,10 @@ impl<T: Clone> Event<T> {
         }
     }
 
-    /// Waits at most `timeout`.
+    /// Waits at most `timeout`. A `timeout` too large to add to the clock (`Duration::MAX`) is
+    /// no limit.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Result<T, Failure>, TimedOut> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(deadline_after(timeout))
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<Result<T, Failure>, TimedOut> {

@@ -24,6 +24,7 @@ use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 
 use super::waiter::{Node, Waiter};
+use crate::deadline::deadline_after;
 use crate::green::Parker;
 
 /// Why a queue operation did not complete; gives the item back where there is one.
@@ -202,9 +203,10 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Puts, waiting at most `timeout`; gives the item back on timeout.
+    /// Puts, waiting at most `timeout`; gives the item back on timeout. A `timeout`
+    /// too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError<T>> {
-        self.put_until(item, Some(Instant::now() + timeout))
+        self.put_until(item, deadline_after(timeout))
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), QueueError<T>> {
@@ -256,9 +258,10 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Gets the next item, waiting at most `timeout`.
+    /// Gets the next item, waiting at most `timeout`. A `timeout` too large to add to the clock
+    /// (`Duration::MAX`) is no limit.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError<T>> {
-        self.get_until(Some(Instant::now() + timeout))
+        self.get_until(deadline_after(timeout))
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, QueueError<T>> {

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use thiserror::Error;
 
 use super::waiter::{Node, Waiter};
+use crate::deadline::deadline_after;
 use crate::green::Parker;
 
 /// A release beyond a `BoundedSemaphore`'s initial count.
@@ -89,9 +90,10 @@ impl Semaphore {
         self.acquire_until(None);
     }
 
-    /// Takes a permit, waiting at most `timeout`. Returns whether it got one.
+    /// Takes a permit, waiting at most `timeout`. Returns whether it got one. A
+    /// `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.acquire_until(Some(Instant::now() + timeout))
+        self.acquire_until(deadline_after(timeout))
     }
 
     /// Takes a permit and returns a guard that releases it when dropped.

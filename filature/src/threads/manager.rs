@@ -44,11 +44,13 @@
 //! * **After `stop`, nothing is created.** `stopped` only goes from false to true, under the write
 //!   lock; every path that creates a thread checks it there, and every post through the manager
 //!   checks it (its memo is stale, and the map is empty). Posts then fail with `Stopped`.
-//! * **Nothing waits forever on its own.** `stop_thread` never blocks. `stop` waits for each thread
-//!   to exit (then joins it); `stop_timeout` stops waiting at its deadline and names the threads
-//!   still running, keeping them as retiring so a later `stop` waits for them again. A thread never
-//!   waits for itself: `stop` called from a named thread's job skips that thread, which exits once
-//!   the job returns.
+//! * **Nothing waits forever on its own.** `stop_thread` never blocks. `stop` moves every thread
+//!   to retiring, waits for each to exit and joins it; a thread leaves retiring only once joined,
+//!   so concurrent `stop`s all wait for all of them. `stop_timeout` stops waiting at its deadline
+//!   and names the threads still running, which stay retiring so a later `stop` waits for them
+//!   again. A thread never waits for itself: `stop` called from a named thread's job skips that
+//!   thread, which exits once the job returns, and skips any thread whose job is in `stop` too
+//!   (two such jobs would otherwise wait for each other).
 //! * The user's code never runs under the manager's lock: inline calls run after the guard is
 //!   released, posted jobs run on their own thread, and a refused job is dropped (its destructor
 //!   run) after the guard is released.
@@ -70,6 +72,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::deadline::deadline_after;
 use crate::hub::{self, HubHandle};
 
 use super::manager_errors::{StopTimeout, ThreadError, ThreadErrorKind};
@@ -186,6 +189,8 @@ struct Control {
     name: String,
     /// Set (once) by the manager before it stops the hub; the body exits only when it is set.
     stop_requested: AtomicBool,
+    /// True while a job of this thread is inside `Shared::stop`.
+    in_stop: AtomicBool,
     /// Set by the body as its last act (after the hub shut down).
     exited: Mutex<bool>,
     exited_cv: Condvar,
@@ -374,11 +379,15 @@ impl ThreadManager {
     }
 
     /// Stops every thread: each runs the jobs queued before this call, then exits, and is joined.
-    /// Afterwards every post and `get_thread` fails with [`ThreadErrorKind::Stopped`]; a second
-    /// call only waits for threads a timed-out [`stop_timeout`](Self::stop_timeout) left running.
+    /// Afterwards every post and `get_thread` fails with [`ThreadErrorKind::Stopped`]. Calls made
+    /// at the same time (from several threads) all wait: each returns only once that holds. A
+    /// later call waits only for threads not joined yet (left running by a timed-out
+    /// [`stop_timeout`](Self::stop_timeout), or not waited for by a stop called from a job).
     ///
     /// Waits as long as the jobs take; see `stop_timeout` for a bound. Called from a named
-    /// thread's job, it does not wait for that thread, which exits once the job returns.
+    /// thread's job, it does not wait for that thread, which exits once the job returns, nor for
+    /// another named thread whose job is in a `stop` at the same time (that one waits for this
+    /// one's thread).
     ///
     /// ```
     /// use filature::threads::ThreadManager;
@@ -401,6 +410,7 @@ impl ThreadManager {
 
     /// [`stop`](Self::stop), but returns after `timeout` at the latest, naming the threads that
     /// have not exited by then (they are left running, and a later `stop` waits for them again).
+    /// A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     ///
     /// ```
     /// use filature::threads::ThreadManager;
@@ -416,7 +426,7 @@ impl ThreadManager {
     /// manager.stop();
     /// ```
     pub fn stop_timeout(&self, timeout: Duration) -> Result<(), StopTimeout> {
-        self.shared.stop(Some(Instant::now() + timeout))
+        self.shared.stop(deadline_after(timeout))
     }
 }
 
@@ -612,36 +622,64 @@ impl Shared {
         });
     }
 
+    /// Stops every thread and waits (until `deadline`) for each to exit, then joins it.
+    ///
+    /// The threads move from `threads` to `retiring` and leave it only once joined, so a `stop`
+    /// racing with another one finds the threads the other is stopping, and waits for them
+    /// too: every caller returns only once every thread it saw has run its queued jobs, exited
+    /// and been joined (or its deadline passed).
+    ///
+    /// Called from a job of named thread X, it does not wait for X, nor for a thread Y whose job
+    /// is in a `stop` too: Y's stop waits for X, so each waiting for the other would never end.
+    /// Each announces itself (`in_stop`) before looking at the others, so of two such calls at
+    /// least one sees the other and skips it; the one it skips exits once its own stop returns.
     fn stop(&self, deadline: Option<Instant>) -> Result<(), StopTimeout> {
-        let (workers, ops) = {
+        let (workers, ops): (Vec<NamedThread>, Vec<NamedThread>) = {
             let mut st = self.state.write();
             st.stopped = true;
             self.bump_epoch();
-            let ops = st.threads.remove(THREAD_OPS);
-            let mut workers: Vec<NamedThread> = st.retiring.drain(..).collect();
-            workers.extend(st.threads.drain().map(|(_, t)| t));
-            (workers, ops)
+            let live: Vec<NamedThread> = st.threads.drain().map(|(_, t)| t).collect();
+            st.retiring.extend(live);
+            st.retiring
+                .iter()
+                .cloned()
+                .partition(|t| t.name() != THREAD_OPS)
+        };
+        let me = workers.iter().chain(&ops).find(|t| t.is_current());
+        let _announced = me.map(|me| InStop::announce(&me.control));
+        let wait = |t: &NamedThread| {
+            if me.is_some() && t.control.in_stop() {
+                Waited::Itself // stopping us: see above
+            } else {
+                t.wait_and_join(deadline)
+            }
         };
         for t in &workers {
             t.request_stop();
         }
-        let mut stuck: Vec<NamedThread> = workers
-            .into_iter()
-            .filter(|t| !t.wait_and_join(deadline))
+        let mut outcomes: Vec<(&NamedThread, Waited)> =
+            workers.iter().map(|t| (t, wait(t))).collect();
+        // `thread-ops` last, so it can still join the threads that exit meanwhile.
+        for t in &ops {
+            t.request_stop();
+            outcomes.push((t, wait(t)));
+        }
+        let joined = |t: &NamedThread| {
+            outcomes
+                .iter()
+                .any(|(j, w)| *w == Waited::Joined && Arc::ptr_eq(&j.control, &t.control))
+        };
+        self.state.write().retiring.retain(|t| !joined(t));
+        let stuck: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, w)| *w == Waited::TimedOut)
+            .map(|(t, _)| t.name().to_owned())
             .collect();
-        // Last, so it can still join the threads that exit meanwhile.
-        if let Some(ops) = ops {
-            ops.request_stop();
-            if !ops.wait_and_join(deadline) {
-                stuck.push(ops);
-            }
-        }
         if stuck.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(StopTimeout { stuck })
         }
-        let names = stuck.iter().map(|t| t.name().to_owned()).collect();
-        self.state.write().retiring.extend(stuck);
-        Err(StopTimeout { stuck: names })
     }
 }
 
@@ -656,6 +694,7 @@ impl NamedThread {
         let control = Arc::new(Control {
             name: id.to_owned(),
             stop_requested: AtomicBool::new(false),
+            in_stop: AtomicBool::new(false),
             exited: Mutex::new(false),
             exited_cv: Condvar::new(),
             os: Mutex::new(None),
@@ -778,17 +817,17 @@ impl NamedThread {
         self.hub.stop();
     }
 
-    /// Waits (until `deadline`) for the thread to exit, then joins it. True if it exited, or if
-    /// this is that thread (which cannot wait for itself).
-    fn wait_and_join(&self, deadline: Option<Instant>) -> bool {
+    /// Waits (until `deadline`) for the thread to exit, then joins it (or waits for whoever is
+    /// joining it). This thread itself cannot wait for itself.
+    fn wait_and_join(&self, deadline: Option<Instant>) -> Waited {
         if self.is_current() {
-            return true;
+            return Waited::Itself;
         }
         if !self.control.wait_exited(deadline) {
-            return false;
+            return Waited::TimedOut;
         }
         self.control.join_os();
-        true
+        Waited::Joined
     }
 }
 
@@ -805,6 +844,13 @@ impl Control {
     fn stop_requested(&self) -> bool {
         // ORDERING: Acquire pairs with the Release in `request_stop`.
         self.stop_requested.load(Ordering::Acquire)
+    }
+
+    fn in_stop(&self) -> bool {
+        // ORDERING: SeqCst, with the SeqCst store in `InStop::announce`: of two threads that each
+        // announce, then read the other's flag, at least one reads `true` (a store-load pair
+        // that Acquire/Release would not order).
+        self.in_stop.load(Ordering::SeqCst)
     }
 
     fn mark_exited(&self) {
@@ -827,17 +873,52 @@ impl Control {
         true
     }
 
-    /// Joins the OS thread unless someone else has taken it (or it is the calling thread).
+    /// Joins the OS thread unless it is the calling thread. The lock is held while joining, so
+    /// a concurrent caller returns only once the thread has been joined (by either of them).
+    /// The thread being joined never takes this lock.
     fn join_os(&self) {
-        let os = self.os.lock().take();
-        if let Some(os) = os {
-            if os.thread().id() == std::thread::current().id() {
-                *self.os.lock() = Some(os);
-            } else if os.join().is_err() {
+        let mut os = self.os.lock();
+        if os
+            .as_ref()
+            .is_some_and(|os| os.thread().id() == std::thread::current().id())
+        {
+            return;
+        }
+        if let Some(os) = os.take() {
+            if os.join().is_err() {
                 tracing::error!(thread = %self.name, "named thread '{}' panicked", self.name);
             }
         }
     }
+}
+
+/// A named thread's job is inside `Shared::stop` while this lives.
+struct InStop<'a>(&'a Control);
+
+impl<'a> InStop<'a> {
+    fn announce(control: &'a Control) -> InStop<'a> {
+        // ORDERING: SeqCst; see `Control::in_stop`.
+        control.in_stop.store(true, Ordering::SeqCst);
+        InStop(control)
+    }
+}
+
+impl Drop for InStop<'_> {
+    fn drop(&mut self) {
+        self.0.in_stop.store(false, Ordering::Relaxed);
+    }
+}
+
+/// How [`NamedThread::wait_and_join`] ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Waited {
+    /// The thread exited and has been joined.
+    Joined,
+    /// Not waited for: the caller is that thread, or that thread's job is stopping the
+    /// caller's thread. It exits once its job returns, and stays retiring (unjoined).
+    Itself,
+    /// The deadline passed first.
+    TimedOut,
 }
 
 /// Marks the thread exited however its body ends, so `stop` never waits for a dead thread.

@@ -80,6 +80,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::deadline::deadline_after;
 use crate::Failure;
 
 /// What a front-end stores in the core. See the module docs.
@@ -374,7 +375,7 @@ impl<K: Kind> Core<K> {
 
     /// [`Core::join`] that gives up after `timeout`.
     pub(crate) fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.join_until(Instant::now().checked_add(timeout))
+        self.join_until(deadline_after(timeout))
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {

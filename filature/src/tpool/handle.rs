@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use thiserror::Error;
 
+use crate::deadline::deadline_after;
 use crate::green::Parker;
 use crate::pool::JobHandle;
 use crate::sync::waiter::{Waiter, WaiterList};
@@ -223,9 +224,10 @@ impl<T> TpoolHandle<T> {
     }
 
     /// Waits at most `timeout`. On timeout the handle comes back inside the error (drop it to
-    /// leave the job to finish; its value is then dropped on the worker).
+    /// leave the job to finish; its value is then dropped on the worker). A `timeout` too
+    /// large to add to the clock (`Duration::MAX`) is no limit.
     pub fn wait_timeout(self, timeout: Duration) -> Result<T, WaitTimeoutError<T>> {
-        if self.wait_until(Some(Instant::now() + timeout)) {
+        if self.wait_until(deadline_after(timeout)) {
             self.take().map_err(WaitTimeoutError::Failed)
         } else {
             Err(WaitTimeoutError::TimedOut(self))

@@ -147,7 +147,8 @@ pub fn killall() {
     global().killall()
 }
 
-/// [`killall`] that gives up after about `timeout`, naming the jobs still running.
+/// [`killall`] that gives up after about `timeout`, naming the jobs still running. A `timeout`
+/// too large to add to the clock (`Duration::MAX`) is no limit.
 ///
 /// ```
 /// filature::tpool::killall_timeout(std::time::Duration::from_secs(5)).unwrap();

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 
 use super::config::{self, SizeVarError};
 use super::handle::{self, TpoolHandle};
+use crate::deadline::deadline_after;
 use crate::green::Parker;
 use crate::pool::scoped::{self, Scoped};
 use crate::pool::{is_current_thread_worker, PoolStats, StopTimedOut, ThreadPool};
@@ -334,6 +335,7 @@ impl Tpool {
 
     /// Like [`killall`](Tpool::killall), giving up after about `timeout` and naming the jobs
     /// still running; they still finish (and deliver) later, on threads no one joins.
+    /// A `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     ///
     /// ```
     /// use std::time::Duration;
@@ -344,7 +346,7 @@ impl Tpool {
     /// h.wait(); // still delivered
     /// ```
     pub fn killall_timeout(&self, timeout: Duration) -> Result<(), StopTimedOut> {
-        self.killall_until(Some(Instant::now() + timeout))
+        self.killall_until(deadline_after(timeout))
     }
 
     fn killall_until(&self, deadline: Option<Instant>) -> Result<(), StopTimedOut> {
