@@ -17,16 +17,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use thiserror::Error;
 
-use super::park::{unpark, Unparker};
+use super::park::{unpark, Park, Unparker};
 use super::Parker;
+use crate::loom::lock::Mutex;
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::waiter::{Waiter, WaiterList};
 use crate::Failure;
 
@@ -167,7 +168,11 @@ impl<T> JoinShared<T> {
     }
 
     /// Returns true if listeners must be run.
-    fn complete_inner(&self, outcome: Result<T, JoinError>, can_run_links: bool) -> bool {
+    pub(crate) fn complete_inner(
+        &self,
+        outcome: Result<T, JoinError>,
+        can_run_links: bool,
+    ) -> bool {
         let mut st = self.state.lock();
         if !matches!(st.outcome, Outcome::Pending) {
             return false;
@@ -202,7 +207,7 @@ impl<T> JoinShared<T> {
     /// Runs the listeners with the outcome lent to them, then settles it again. Listeners added
     /// meanwhile (from another thread) run in the same call; a call that finds the outcome lent
     /// leaves the listeners to the call that lent it.
-    fn run_links(&self) {
+    pub(crate) fn run_links(&self) {
         loop {
             let (links, outcome) = {
                 let mut st = self.state.lock();
@@ -267,7 +272,11 @@ impl<T> JoinShared<T> {
 
     /// Waits until the outcome is settled (not lent to listeners). False on timeout.
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        let parker = Parker::current("JoinHandle::join");
+        self.wait_with(&Parker::current("JoinHandle::join"), deadline)
+    }
+
+    /// The wait loop, for any way of parking (the loom models bring their own).
+    fn wait_with(&self, parker: &impl Park, deadline: Option<Instant>) -> bool {
         if self.settled_hint() {
             return true;
         }
@@ -414,8 +423,13 @@ impl<T: 'static> JoinHandle<T> {
     }
 
     /// Waits for the green thread and returns its outcome.
-    pub fn join_result(mut self) -> Result<T, JoinError> {
-        self.shared.wait(None);
+    pub fn join_result(self) -> Result<T, JoinError> {
+        self.join_result_with(&Parker::current("JoinHandle::join"))
+    }
+
+    /// [`join_result`](Self::join_result), for any way of parking (the loom models bring their own).
+    pub(crate) fn join_result_with(mut self, parker: &impl Park) -> Result<T, JoinError> {
+        self.shared.wait_with(parker, None);
         self.joined = true;
         self.shared.take()
     }

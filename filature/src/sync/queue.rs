@@ -20,11 +20,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 
 use super::waiter::{Node, Waiter};
+use crate::green::park::Park;
 use crate::green::Parker;
+use crate::loom::lock::{Mutex, MutexGuard};
 
 /// Why a queue operation did not complete; gives the item back where there is one.
 #[derive(Error, PartialEq, Eq)]
@@ -208,7 +209,16 @@ impl<T> Queue<T> {
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), QueueError<T>> {
-        let parker = Parker::current("Queue::put");
+        self.put_with(&Parker::current("Queue::put"), item, deadline)
+    }
+
+    /// The put loop, for any way of parking (the loom models bring their own).
+    pub(crate) fn put_with(
+        &self,
+        parker: &impl Park,
+        item: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError<T>> {
         let node = {
             let mut st = self.lock();
             match self.offer(&mut st, item) {
