@@ -12,6 +12,8 @@
 //!   modelled above, does in the real thing).
 //! * The `Oneshot` behind `FutureHandle`, the reactor's blocking calls and `Command`: a fill from
 //!   another thread always wakes the waiter, and of two racing fills exactly one wins.
+//! * `Queue::put` with a deadline racing a getter on another thread: the put either delivered
+//!   (`Ok`) or did not (`Err` with the item back), never both (issue 12, race D).
 
 use loom::sync::Notify;
 
@@ -30,7 +32,7 @@ use crate::hub::inbox::{Inbox, Wake};
 use crate::hub::HubShared;
 use crate::loom::sync::Arc;
 use crate::sync::oneshot::Oneshot;
-use crate::sync::Event;
+use crate::sync::{Event, Queue};
 
 #[test]
 fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
@@ -246,5 +248,36 @@ fn oneshot_racing_fills_have_exactly_one_winner() {
         let v = shot.try_take().unwrap();
         assert!(v == 1 || v == 2);
         assert_eq!(shot.try_take(), None);
+    });
+}
+
+#[test]
+fn timed_put_either_delivers_or_gives_the_item_back() {
+    model(|| {
+        let q: Queue<u32> = Queue::bounded(0);
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get().ok())
+        };
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
+        };
+        // A deadline already past: the put waits in the putter list until its first check.
+        let put = q.put_with(&parker, 7, Some(std::time::Instant::now()));
+        let got = getter.join().unwrap();
+        match put {
+            Ok(()) => assert_eq!(got, Some(7)),
+            Err(e) => {
+                assert_eq!(
+                    got, None,
+                    "the put timed out although its item was delivered"
+                );
+                assert_eq!(
+                    e.into_inner(),
+                    Some(7),
+                    "a put that timed out gives its item back"
+                );
+            }
+        }
     });
 }

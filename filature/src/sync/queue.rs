@@ -243,15 +243,17 @@ impl<T> Queue<T> {
         };
         loop {
             {
-                let st = self.lock();
-                if !st.putters.iter().any(|n| Arc::ptr_eq(n, &node)) {
+                let mut st = self.lock();
+                let Some(i) = st.putters.iter().position(|n| Arc::ptr_eq(n, &node)) else {
                     return Ok(()); // our item was taken
-                }
+                };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    drop(st);
-                    let mut st = self.lock();
-                    st.putters.retain(|n| !Arc::ptr_eq(n, &node));
-                    return Err(QueueError::TimedOut(node.grant.lock().take()));
+                    // Still listed, and the lock is held from the check to the removal: no getter
+                    // can take the item in between, so the item comes back and was not delivered.
+                    st.putters.remove(i);
+                    let item = node.grant.lock().take();
+                    debug_assert!(item.is_some(), "a listed putter holds its item");
+                    return Err(QueueError::TimedOut(item));
                 }
             }
             parker.park(deadline);
