@@ -12,6 +12,9 @@
 //!   modelled above, does in the real thing).
 //! * The `Oneshot` behind `FutureHandle`, the reactor's blocking calls and `Command`: a fill from
 //!   another thread always wakes the waiter, and of two racing fills exactly one wins.
+//! * The `JoinHandle` hand-off: a join from another thread while the green thread's hub completes
+//!   it and then (its next pass) runs the link listeners: the joiner gets the value and every
+//!   listener linked before the join runs exactly once (issue 12, races A and B).
 //! * `Queue::put` with a deadline racing a getter on another thread: the put either delivered
 //!   (`Ok`) or did not (`Err` with the item back), never both (issue 12, race D).
 
@@ -27,6 +30,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 use loom::thread;
 
+use crate::green::join::{JoinHandle, JoinShared};
 use crate::green::park::{Park, ParkCell, Unparker};
 use crate::hub::inbox::{Inbox, Wake};
 use crate::hub::HubShared;
@@ -248,6 +252,40 @@ fn oneshot_racing_fills_have_exactly_one_winner() {
         let v = shot.try_take().unwrap();
         assert!(v == 1 || v == 2);
         assert_eq!(shot.try_take(), None);
+    });
+}
+
+#[test]
+fn join_from_another_thread_gets_the_value_after_every_listener_ran() {
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    model(|| {
+        let shared =
+            JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
+        let handle = JoinHandle::new(shared.clone());
+        let ran = Arc::new(AtomicUsize::new(0));
+        {
+            let ran = ran.clone();
+            handle.link(move |r| {
+                assert_eq!(r.as_ref().ok(), Some(&7));
+                ran.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        // The green thread's hub: `JoinShared::complete`, then its next pass runs the listeners.
+        let hub = thread::spawn(move || {
+            if shared.complete_inner(Ok(7), true) {
+                shared.run_links();
+            }
+        });
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
+        };
+        assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
+        hub.join().unwrap();
+        assert_eq!(
+            ran.load(Ordering::Relaxed),
+            1,
+            "a listener linked before the join"
+        );
     });
 }
 

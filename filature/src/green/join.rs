@@ -6,9 +6,13 @@
 //!   is abandoned, which completes it as killed) and its one `JoinHandle` plus any listeners. It
 //!   is `Send + Sync` when `T: Send`, so a handle can be waited on from another OS thread.
 //! * The outcome goes `Pending -> Done`, then `Done <-> Lent` while link listeners borrow it (on
-//!   the green thread's hub, at the pass after completion; or on the thread that links after the
-//!   end from elsewhere), then `Done -> Taken` by `join`. A joiner that finds it `Lent` waits for
-//!   the listeners to hand it back; listeners added while it is `Lent` are run by the same call.
+//!   the green thread's hub, at the pass after completion; on the thread that links after the end
+//!   from elsewhere; or on a thread that joins from elsewhere before that pass), then
+//!   `Done -> Taken` by a join. Listeners added while it is `Lent` are run by the same call.
+//! * A join takes the outcome only when it is `Done` with no listener left to run, checked and
+//!   taken in one lock hold (nothing read outside the lock decides it). Until then it waits: for
+//!   the listeners to hand the outcome back if `Lent`; for the hub's pass if it joins on the green
+//!   thread's own hub; and from another thread it lends the outcome to itself and runs them.
 //! * Waiters are registered and removed under the lock and woken after it is released.
 //! * A panic outcome that nobody observed (no `join`, no listener) is logged exactly once: at
 //!   completion if the handle is already gone and no listener is linked, otherwise when the handle
@@ -90,6 +94,24 @@ enum Outcome<T> {
     Taken,
 }
 
+/// How a wait on a `JoinShared` ended.
+enum Waited<T> {
+    /// The outcome is settled (a wait that does not take it).
+    Settled,
+    /// The outcome, taken.
+    Joined(Result<T, JoinError>),
+    TimedOut,
+}
+
+/// What a waiter does next.
+enum Attempt<T> {
+    Ready(Waited<T>),
+    /// Run the listeners with this outcome, lent to the caller.
+    RunLinks(Result<T, JoinError>),
+    /// Park until woken.
+    Wait,
+}
+
 struct State<T> {
     outcome: Outcome<T>,
     waiters: WaiterList,
@@ -105,8 +127,6 @@ pub(crate) struct JoinShared<T> {
     name: Option<Arc<str>>,
     state: Mutex<State<T>>,
     done: AtomicBool,
-    /// Mirrors `Outcome::Lent` for lock-free readers; written under the lock.
-    lent: AtomicBool,
 }
 
 /// Completion order across all green threads ("first failure in time").
@@ -143,7 +163,6 @@ impl<T> JoinShared<T> {
                 finish_seq: 0,
             }),
             done: AtomicBool::new(false),
-            lent: AtomicBool::new(false),
         })
     }
 
@@ -206,26 +225,38 @@ impl<T> JoinShared<T> {
 
     /// Runs the listeners with the outcome lent to them, then settles it again. Listeners added
     /// meanwhile (from another thread) run in the same call; a call that finds the outcome lent
-    /// leaves the listeners to the call that lent it.
+    /// (or taken) leaves the listeners to the call that lent it.
     pub(crate) fn run_links(&self) {
+        let outcome = {
+            let mut st = self.state.lock();
+            if st.links.is_empty() {
+                return;
+            }
+            match Self::lend(&mut st) {
+                Some(r) => r,
+                None => return,
+            }
+        };
+        self.run_lent(outcome);
+    }
+
+    /// Under the lock: moves a `Done` outcome out, leaving `Lent`, for the caller to run the
+    /// listeners with; `None` (state unchanged) if it is not `Done`.
+    fn lend(st: &mut State<T>) -> Option<Result<T, JoinError>> {
+        match std::mem::replace(&mut st.outcome, Outcome::Lent) {
+            Outcome::Done(r) => Some(r),
+            other => {
+                st.outcome = other;
+                None
+            }
+        }
+    }
+
+    /// Runs the listeners with `outcome`, which the caller lent (the state is `Lent`), until none
+    /// are left, then settles the outcome (`Done`) and wakes the waiters.
+    fn run_lent(&self, outcome: Result<T, JoinError>) {
         loop {
-            let (links, outcome) = {
-                let mut st = self.state.lock();
-                if st.links.is_empty() {
-                    return;
-                }
-                match std::mem::replace(&mut st.outcome, Outcome::Lent) {
-                    Outcome::Done(r) => {
-                        // ORDERING: Release, read by `settled_hint`.
-                        self.lent.store(true, Ordering::Release);
-                        (std::mem::take(&mut st.links), r)
-                    }
-                    other => {
-                        st.outcome = other;
-                        return;
-                    }
-                }
-            };
+            let links = std::mem::take(&mut self.state.lock().links);
             let mut observed = false;
             for (_, l) in links {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
@@ -237,27 +268,25 @@ impl<T> JoinShared<T> {
                     ),
                 }
             }
-            let (waiters, more) = {
-                let mut st = self.state.lock();
-                st.observed |= observed;
-                if let Err(JoinError::Panicked(f)) = &outcome {
-                    if !st.observed && !st.handle_alive && st.links.is_empty() {
-                        st.observed = true;
-                        tracing::error!(
-                            green_thread = self.id(),
-                            "green thread panicked and nobody joined it: {f}"
-                        );
-                    }
-                }
-                st.outcome = Outcome::Done(outcome);
-                // ORDERING: Release, read by `settled_hint`.
-                self.lent.store(false, Ordering::Release);
-                (std::mem::take(&mut st.waiters), !st.links.is_empty())
-            };
-            waiters.wake_all();
-            if !more {
-                return;
+            let mut st = self.state.lock();
+            st.observed |= observed;
+            if !st.links.is_empty() {
+                continue; // linked from another thread while we ran: ours to run
             }
+            if let Err(JoinError::Panicked(f)) = &outcome {
+                if !st.observed && !st.handle_alive {
+                    st.observed = true;
+                    tracing::error!(
+                        green_thread = self.id(),
+                        "green thread panicked and nobody joined it: {f}"
+                    );
+                }
+            }
+            st.outcome = Outcome::Done(outcome);
+            let waiters = std::mem::take(&mut st.waiters);
+            drop(st);
+            waiters.wake_all();
+            return;
         }
     }
 
@@ -272,14 +301,36 @@ impl<T> JoinShared<T> {
 
     /// Waits until the outcome is settled (not lent to listeners). False on timeout.
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        self.wait_with(&Parker::current("JoinHandle::join"), deadline)
+        let parker = Parker::current("JoinHandle::wait");
+        !matches!(self.wait_with(&parker, deadline, false), Waited::TimedOut)
     }
 
-    /// The wait loop, for any way of parking (the loom models bring their own).
-    fn wait_with(&self, parker: &impl Park, deadline: Option<Instant>) -> bool {
-        if self.settled_hint() {
-            return true;
+    /// Waits until the outcome can be taken (see [`wait_with`](Self::wait_with)) and takes it;
+    /// `None` on timeout. The handle taking it is being consumed, so it also counts as dropped.
+    fn join(&self, deadline: Option<Instant>) -> Option<Result<T, JoinError>> {
+        self.join_with(&Parker::current("JoinHandle::join"), deadline)
+    }
+
+    fn join_with(
+        &self,
+        parker: &impl Park,
+        deadline: Option<Instant>,
+    ) -> Option<Result<T, JoinError>> {
+        match self.wait_with(parker, deadline, true) {
+            Waited::Joined(r) => Some(r),
+            Waited::TimedOut => None,
+            Waited::Settled => unreachable!("a join takes the outcome"),
         }
+    }
+
+    /// The wait loop, for any way of parking (the loom models bring their own). Without `take`
+    /// it returns once the outcome is settled (done, not lent to listeners). With `take` it also
+    /// waits until every listener linked so far has run, then takes the outcome in the same lock
+    /// hold as that check (so no listener run can lend it away in between): on the green thread's
+    /// own hub it waits for the pass that runs them; from another thread it runs them itself,
+    /// as a `link` after the end from another thread does (that hub may not run soon, or ever).
+    fn wait_with(&self, parker: &impl Park, deadline: Option<Instant>, take: bool) -> Waited<T> {
+        let on_own_hub = crate::hub::is_current_shared(&self.cell.hub);
         let me = Waiter::Park(parker.unparker().clone());
         let mut guard = Deregister {
             shared: self,
@@ -289,13 +340,23 @@ impl<T> JoinShared<T> {
         loop {
             {
                 let mut st = self.state.lock();
-                if Self::is_settled(&st) {
-                    // Settling took the waiter list with us in it.
-                    guard.listed = false;
-                    return true;
+                match self.attempt(&mut st, take, on_own_hub) {
+                    Attempt::Ready(done) => {
+                        if guard.listed {
+                            st.waiters.remove(&me);
+                            guard.listed = false;
+                        }
+                        return done;
+                    }
+                    Attempt::RunLinks(outcome) => {
+                        drop(st);
+                        self.run_lent(outcome);
+                        continue;
+                    }
+                    Attempt::Wait => {}
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
+                    return Waited::TimedOut;
                 }
                 if !guard.listed || !st.waiters.contains(&me) {
                     st.waiters.push(me.clone());
@@ -303,27 +364,31 @@ impl<T> JoinShared<T> {
                 }
             }
             parker.park(deadline);
-            if self.settled_hint() {
-                guard.listed = false;
-                return true;
-            }
         }
     }
 
-    /// Settled, judged without the lock: done, and not lent to listeners.
-    fn settled_hint(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release stores in `complete_inner`/`run_links`.
-        self.done.load(Ordering::Acquire) && !self.lent.load(Ordering::Acquire)
-    }
-
-    /// Takes the outcome; the handle taking it is being consumed, so it also counts as dropped.
-    fn take(&self) -> Result<T, JoinError> {
-        let mut st = self.state.lock();
-        st.observed = true;
-        st.handle_alive = false;
-        match std::mem::replace(&mut st.outcome, Outcome::Taken) {
-            Outcome::Done(r) => r,
-            _ => panic!("join outcome taken twice"),
+    /// Under the lock: what a waiter (see [`wait_with`](Self::wait_with)) does next. A
+    /// `RunLinks` answer has lent the outcome to the caller, who must run the listeners.
+    fn attempt(&self, st: &mut State<T>, take: bool, on_own_hub: bool) -> Attempt<T> {
+        match st.outcome {
+            Outcome::Done(_) if !take => Attempt::Ready(Waited::Settled),
+            Outcome::Done(_) if st.links.is_empty() => {
+                st.observed = true;
+                st.handle_alive = false;
+                match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+                    Outcome::Done(r) => Attempt::Ready(Waited::Joined(r)),
+                    _ => unreachable!("matched Done"),
+                }
+            }
+            Outcome::Done(_) if !on_own_hub => match Self::lend(st) {
+                Some(r) => Attempt::RunLinks(r),
+                None => unreachable!("matched Done"),
+            },
+            Outcome::Taken if take => unreachable!("a JoinHandle's outcome is taken once"),
+            Outcome::Taken => Attempt::Ready(Waited::Settled),
+            // Not finished; lent to listeners running elsewhere; or with listeners that this
+            // (the green thread's) hub runs at its next pass, which wakes us when done.
+            Outcome::Pending | Outcome::Lent | Outcome::Done(_) => Attempt::Wait,
         }
     }
 
@@ -429,18 +494,19 @@ impl<T: 'static> JoinHandle<T> {
 
     /// [`join_result`](Self::join_result), for any way of parking (the loom models bring their own).
     pub(crate) fn join_result_with(mut self, parker: &impl Park) -> Result<T, JoinError> {
-        self.shared.wait_with(parker, None);
+        let r = self.shared.join_with(parker, None);
         self.joined = true;
-        self.shared.take()
+        r.expect("no deadline")
     }
 
     /// Waits at most `timeout`. On timeout the handle comes back inside the error.
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
-        if self.shared.wait(Some(Instant::now() + timeout)) {
-            self.joined = true;
-            self.shared.take().map_err(JoinTimeoutError::Failed)
-        } else {
-            Err(JoinTimeoutError::TimedOut(self))
+        match self.shared.join(Some(Instant::now() + timeout)) {
+            Some(r) => {
+                self.joined = true;
+                r.map_err(JoinTimeoutError::Failed)
+            }
+            None => Err(JoinTimeoutError::TimedOut(self)),
         }
     }
 
@@ -476,8 +542,13 @@ impl<T: 'static> JoinHandle<T> {
     /// Calls `f` with the outcome once the green thread ends, on its hub's next pass, not inside
     /// the finishing green thread. If it has already ended, `f` runs at that hub's next pass when
     /// `link` is called on the hub's thread, and before `link` returns when called from another
-    /// thread. A panicking listener is logged
-    /// and the others still run. A listener added after the value was taken by `join` never runs.
+    /// thread. A panicking listener is logged and the others still run.
+    ///
+    /// Every listener linked before the handle is joined (`join`, `join_result`, `join_timeout`,
+    /// or awaiting it) runs exactly once, before the join returns: a join on the hub's thread
+    /// waits for that pass, and a join from another thread that comes before the pass runs the
+    /// listeners itself, on the joining thread. A listener added after the value was taken by a
+    /// join never runs.
     pub fn link(&self, f: impl FnOnce(&Result<T, JoinError>) + Send + 'static) -> LinkId {
         self.shared.add_link(Box::new(move |r| {
             f(r);
@@ -565,13 +636,23 @@ impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.shared.state.lock();
-        if let Outcome::Done(_) = st.outcome {
-            drop(st);
-            let me = self.get_mut();
-            me.joined = true;
-            return Poll::Ready(me.shared.take());
-        }
+        let on_own_hub = crate::hub::is_current_shared(&self.shared.cell.hub);
+        let mut st = loop {
+            let mut st = self.shared.state.lock();
+            match self.shared.attempt(&mut st, true, on_own_hub) {
+                Attempt::Ready(Waited::Joined(r)) => {
+                    drop(st);
+                    self.get_mut().joined = true;
+                    return Poll::Ready(r);
+                }
+                Attempt::Ready(_) => unreachable!("a join takes the outcome or waits"),
+                Attempt::RunLinks(outcome) => {
+                    drop(st);
+                    self.shared.run_lent(outcome);
+                }
+                Attempt::Wait => break st,
+            }
+        };
         let w = Waiter::Task(cx.waker().clone());
         if !st.waiters.contains(&w) {
             st.waiters.push(w);
