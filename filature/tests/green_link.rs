@@ -179,3 +179,38 @@ fn every_listener_linked_before_a_join_from_a_green_thread_runs_once() {
     joiner.join();
     assert_eq!(ran.load(Ordering::Relaxed), ROUNDS);
 }
+
+/// Issue 12, trap 4 (eventlib's `proc` semantics): a listener that unlinks another that has not
+/// run yet stops it, and `unlink` says so. Listeners used to be taken out all at once before the
+/// first ran, so the unlink found nothing and returned false, and the other listener ran anyway.
+#[test]
+fn a_listener_that_unlinks_a_later_one_stops_it() {
+    let _w = Watchdog::new("unlink during notification", LONG);
+    type Slot = Arc<Mutex<Option<(green::JoinHandle<u8>, Vec<green::LinkId>)>>>;
+    let slot: Slot = Arc::default();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let h = green::spawn(|| 1u8);
+    let (s, l) = (slot.clone(), log.clone());
+    let first = h.link(move |_| {
+        let guard = s.lock().unwrap();
+        let (h, ids) = guard.as_ref().unwrap();
+        let itself = h.unlink(ids[0]);
+        let second = h.unlink(ids[1]);
+        l.lock()
+            .unwrap()
+            .push(format!("first: unlink itself {itself}, second {second}"));
+    });
+    let l = log.clone();
+    let second = h.link(move |_| l.lock().unwrap().push("second".to_owned()));
+    let l = log.clone();
+    h.link(move |_| l.lock().unwrap().push("third".to_owned()));
+    *slot.lock().unwrap() = Some((h, vec![first, second]));
+    drive_until(LONG, || log.lock().unwrap().len() >= 2);
+    green::sleep(Duration::from_millis(5));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["first: unlink itself false, second true", "third"]
+    );
+    let (h, _) = slot.lock().unwrap().take().unwrap();
+    assert_eq!(h.join_timeout(LONG).unwrap(), 1);
+}

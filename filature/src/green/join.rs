@@ -18,6 +18,7 @@
 //!   completion if the handle is already gone and no listener is linked, otherwise when the handle
 //!   is dropped. Kills are not logged: they are requested on purpose.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -115,7 +116,7 @@ enum Attempt<T> {
 struct State<T> {
     outcome: Outcome<T>,
     waiters: WaiterList,
-    links: Vec<(u64, Listener<T>)>,
+    links: VecDeque<(u64, Listener<T>)>,
     next_link: u64,
     observed: bool,
     handle_alive: bool,
@@ -156,7 +157,7 @@ impl<T> JoinShared<T> {
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
                 waiters: WaiterList::default(),
-                links: Vec::new(),
+                links: VecDeque::new(),
                 next_link: 0,
                 observed: false,
                 handle_alive: true,
@@ -253,40 +254,38 @@ impl<T> JoinShared<T> {
     }
 
     /// Runs the listeners with `outcome`, which the caller lent (the state is `Lent`), until none
-    /// are left, then settles the outcome (`Done`) and wakes the waiters.
+    /// are left, then settles the outcome (`Done`) and wakes the waiters. Listeners are taken off
+    /// the list one at a time, so one that `unlink`s another that has not run yet stops it.
     fn run_lent(&self, outcome: Result<T, JoinError>) {
+        let mut observed = false;
         loop {
-            let links = std::mem::take(&mut self.state.lock().links);
-            let mut observed = false;
-            for (_, l) in links {
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
-                    Ok(saw_failure) => observed |= saw_failure,
-                    Err(p) => tracing::error!(
-                        green_thread = self.id(),
-                        "a link listener panicked: {}",
-                        crate::failure::panic_message(&*p)
-                    ),
-                }
-            }
             let mut st = self.state.lock();
-            st.observed |= observed;
-            if !st.links.is_empty() {
-                continue; // linked from another thread while we ran: ours to run
-            }
-            if let Err(JoinError::Panicked(f)) = &outcome {
-                if !st.observed && !st.handle_alive {
-                    st.observed = true;
-                    tracing::error!(
-                        green_thread = self.id(),
-                        "green thread panicked and nobody joined it: {f}"
-                    );
+            let Some((_, l)) = st.links.pop_front() else {
+                st.observed |= observed;
+                if let Err(JoinError::Panicked(f)) = &outcome {
+                    if !st.observed && !st.handle_alive {
+                        st.observed = true;
+                        tracing::error!(
+                            green_thread = self.id(),
+                            "green thread panicked and nobody joined it: {f}"
+                        );
+                    }
                 }
-            }
-            st.outcome = Outcome::Done(outcome);
-            let waiters = std::mem::take(&mut st.waiters);
+                st.outcome = Outcome::Done(outcome);
+                let waiters = std::mem::take(&mut st.waiters);
+                drop(st);
+                waiters.wake_all();
+                return;
+            };
             drop(st);
-            waiters.wake_all();
-            return;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
+                Ok(saw_failure) => observed |= saw_failure,
+                Err(p) => tracing::error!(
+                    green_thread = self.id(),
+                    "a link listener panicked: {}",
+                    crate::failure::panic_message(&*p)
+                ),
+            }
         }
     }
 
@@ -399,7 +398,7 @@ impl<T> JoinShared<T> {
         let mut st = self.state.lock();
         let id = st.next_link;
         st.next_link += 1;
-        st.links.push((id, l));
+        st.links.push_back((id, l));
         if matches!(st.outcome, Outcome::Done(_)) && st.links.len() == 1 {
             drop(st);
             if crate::hub::is_current_shared(&self.cell.hub) {
@@ -415,7 +414,7 @@ impl<T> JoinShared<T> {
             // The listeners are running (on the green thread's hub); that call runs this one too.
         } else if matches!(st.outcome, Outcome::Taken) {
             // The value was joined already: there is nothing left to hand to the listener.
-            st.links.pop();
+            st.links.pop_back();
         }
         LinkId(id)
     }
@@ -577,7 +576,10 @@ impl<T: 'static> JoinHandle<T> {
         }))
     }
 
-    /// Removes a listener that has not run yet. Returns whether it was removed.
+    /// Removes a listener that has not run yet, so it never runs. Returns whether it was removed
+    /// (false if it has run, is running, or was never linked). This works from inside another
+    /// listener of the same handle too: listeners run one after the other in the order they
+    /// were linked, and one can stop another that comes after it.
     pub fn unlink(&self, id: LinkId) -> bool {
         let mut st = self.shared.state.lock();
         let before = st.links.len();
