@@ -14,7 +14,8 @@
 //!   another thread always wakes the waiter, and of two racing fills exactly one wins.
 //! * The `JoinHandle` hand-off: a join from another thread while the green thread's hub completes
 //!   it and then (its next pass) runs the link listeners: the joiner gets the value and every
-//!   listener linked before the join runs exactly once (issue 12, races A and B).
+//!   listener linked before the join runs exactly once (issue 12, races A and B); a listener
+//!   linked from a third thread meanwhile runs at most once and never breaks the join.
 //! * `Queue::put` with a deadline racing a getter on another thread: the put either delivered
 //!   (`Ok`) or did not (`Err` with the item back), never both (issue 12, race D).
 
@@ -286,6 +287,42 @@ fn join_from_another_thread_gets_the_value_after_every_listener_ran() {
             1,
             "a listener linked before the join"
         );
+    });
+}
+
+#[test]
+fn a_link_from_a_third_thread_during_the_hand_off_runs_at_most_once() {
+    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+    model(|| {
+        let shared =
+            JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
+        let handle = JoinHandle::new(shared.clone());
+        let late = Arc::new(AtomicUsize::new(0));
+        // Links (as `JoinHandle::link` does, through the shared half: the joiner consumes the
+        // handle) while the hub completes and the join runs: before the join took the value it
+        // runs once (by the hub, the joiner or this thread), after that never.
+        let linker = {
+            let (shared, late) = (shared.clone(), late.clone());
+            thread::spawn(move || {
+                shared.add_link(Box::new(move |r| {
+                    assert_eq!(r.as_ref().ok(), Some(&7));
+                    late.fetch_add(1, Ordering::Relaxed);
+                    true
+                }));
+            })
+        };
+        let hub = thread::spawn(move || {
+            if shared.complete_inner(Ok(7), true) {
+                shared.run_links();
+            }
+        });
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
+        };
+        assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
+        linker.join().unwrap();
+        hub.join().unwrap();
+        assert!(late.load(Ordering::Relaxed) <= 1);
     });
 }
 

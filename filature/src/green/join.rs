@@ -391,7 +391,7 @@ impl<T> JoinShared<T> {
         }
     }
 
-    fn add_link(self: &Arc<Self>, l: Listener<T>) -> LinkId
+    pub(crate) fn add_link(self: &Arc<Self>, l: Listener<T>) -> LinkId
     where
         T: 'static,
     {
