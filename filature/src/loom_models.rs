@@ -31,10 +31,11 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 use loom::thread;
 
-use crate::green::join::{JoinHandle, JoinShared};
+use crate::green::join::{JoinError, JoinHandle, JoinShared};
 use crate::green::park::{Park, ParkCell, Unparker};
 use crate::hub::inbox::{Inbox, Wake};
 use crate::hub::HubShared;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Arc;
 use crate::sync::oneshot::Oneshot;
 use crate::sync::{Event, Queue};
@@ -121,7 +122,7 @@ fn inbox_close_takes_or_refuses_every_push_exactly_once() {
 
 #[test]
 fn inbox_nudge_wakes_a_hub_going_to_sleep() {
-    use crate::loom::sync::atomic::{AtomicBool, Ordering};
+    use crate::loom::sync::atomic::AtomicBool;
     model(|| {
         let inbox: Arc<Inbox<u8>> = Arc::new(Inbox::new());
         let stop = Arc::new(AtomicBool::new(false));
@@ -256,32 +257,51 @@ fn oneshot_racing_fills_have_exactly_one_winner() {
     });
 }
 
+/// A green thread's join state on a model hub, its handle, and a counter for a listener.
+fn green_thread_model() -> (
+    std::sync::Arc<JoinShared<u32>>,
+    JoinHandle<u32>,
+    Arc<AtomicUsize>,
+) {
+    let shared = JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
+    let handle = JoinHandle::new(shared.clone());
+    (shared, handle, Arc::new(AtomicUsize::new(0)))
+}
+
+/// A listener that checks the value and counts its runs.
+fn counting_listener(count: &Arc<AtomicUsize>) -> impl FnOnce(&Result<u32, JoinError>) -> bool {
+    let count = count.clone();
+    move |r| {
+        assert_eq!(r.as_ref().ok(), Some(&7));
+        count.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// The green thread's hub on its own model thread: `JoinShared::complete` with 7, then its next
+/// pass runs the listeners. The caller joins `handle` from the model's main thread meanwhile.
+fn complete_while_joining(shared: std::sync::Arc<JoinShared<u32>>, handle: JoinHandle<u32>) {
+    let hub = thread::spawn(move || {
+        if shared.complete_inner(Ok(7), true) {
+            shared.run_links();
+        }
+    });
+    let parker = ModelParker {
+        cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
+    };
+    assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
+    hub.join().unwrap();
+}
+
 #[test]
 fn join_from_another_thread_gets_the_value_after_every_listener_ran() {
-    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
     model(|| {
-        let shared =
-            JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
-        let handle = JoinHandle::new(shared.clone());
-        let ran = Arc::new(AtomicUsize::new(0));
-        {
-            let ran = ran.clone();
-            handle.link(move |r| {
-                assert_eq!(r.as_ref().ok(), Some(&7));
-                ran.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-        // The green thread's hub: `JoinShared::complete`, then its next pass runs the listeners.
-        let hub = thread::spawn(move || {
-            if shared.complete_inner(Ok(7), true) {
-                shared.run_links();
-            }
+        let (shared, handle, ran) = green_thread_model();
+        let listener = counting_listener(&ran);
+        handle.link(move |r| {
+            listener(r);
         });
-        let parker = ModelParker {
-            cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
-        };
-        assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
-        hub.join().unwrap();
+        complete_while_joining(shared, handle);
         assert_eq!(
             ran.load(Ordering::Relaxed),
             1,
@@ -292,36 +312,19 @@ fn join_from_another_thread_gets_the_value_after_every_listener_ran() {
 
 #[test]
 fn a_link_from_a_third_thread_during_the_hand_off_runs_at_most_once() {
-    use crate::loom::sync::atomic::{AtomicUsize, Ordering};
     model(|| {
-        let shared =
-            JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
-        let handle = JoinHandle::new(shared.clone());
-        let late = Arc::new(AtomicUsize::new(0));
+        let (shared, handle, late) = green_thread_model();
         // Links (as `JoinHandle::link` does, through the shared half: the joiner consumes the
         // handle) while the hub completes and the join runs: before the join took the value it
         // runs once (by the hub, the joiner or this thread), after that never.
         let linker = {
-            let (shared, late) = (shared.clone(), late.clone());
+            let (shared, listener) = (shared.clone(), counting_listener(&late));
             thread::spawn(move || {
-                shared.add_link(Box::new(move |r| {
-                    assert_eq!(r.as_ref().ok(), Some(&7));
-                    late.fetch_add(1, Ordering::Relaxed);
-                    true
-                }));
+                shared.add_link(Box::new(listener));
             })
         };
-        let hub = thread::spawn(move || {
-            if shared.complete_inner(Ok(7), true) {
-                shared.run_links();
-            }
-        });
-        let parker = ModelParker {
-            cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
-        };
-        assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
+        complete_while_joining(shared, handle);
         linker.join().unwrap();
-        hub.join().unwrap();
         assert!(late.load(Ordering::Relaxed) <= 1);
     });
 }
