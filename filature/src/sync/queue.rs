@@ -13,7 +13,9 @@
 //!   waiting putter's item in; with capacity 0 it takes straight from the first putter.
 //! * Giving up (timeout, kill): a listed node removes itself. A getter that was granted an item
 //!   and is being killed puts it back at the front (or hands it to the next getter); one that
-//!   timed out simply returns it. A putter whose item was already taken has succeeded.
+//!   timed out simply returns it. A putter whose item was already taken has succeeded; one that
+//!   times out checks that it is still listed and unlists itself in one lock hold, so it either
+//!   was delivered or takes its item back, never both.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -203,7 +205,9 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Puts, waiting at most `timeout`; gives the item back on timeout.
+    /// Puts, waiting at most `timeout`. `Ok` means the item was delivered (to a getter or into
+    /// the queue); on timeout it was not, and it comes back in the error
+    /// ([`QueueError::into_inner`]), so retrying never sends it twice.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError<T>> {
         self.put_until(item, Some(Instant::now() + timeout))
     }
