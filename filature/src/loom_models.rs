@@ -12,6 +12,12 @@
 //!   modelled above, does in the real thing).
 //! * The `Oneshot` behind `FutureHandle`, the reactor's blocking calls and `Command`: a fill from
 //!   another thread always wakes the waiter, and of two racing fills exactly one wins.
+//! * The `JoinHandle` hand-off: a join from another thread while the green thread's hub completes
+//!   it and then (its next pass) runs the link listeners: the joiner gets the value and every
+//!   listener linked before the join runs exactly once (issue 12, races A and B); a listener
+//!   linked from a third thread meanwhile runs at most once and never breaks the join.
+//! * `Queue::put` with a deadline racing a getter on another thread: the put either delivered
+//!   (`Ok`) or did not (`Err` with the item back), never both (issue 12, race D).
 
 use loom::sync::Notify;
 
@@ -25,12 +31,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 use loom::thread;
 
+use crate::green::join::{JoinError, JoinHandle, JoinShared};
 use crate::green::park::{Park, ParkCell, Unparker};
 use crate::hub::inbox::{Inbox, Wake};
 use crate::hub::HubShared;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::Arc;
 use crate::sync::oneshot::Oneshot;
-use crate::sync::Event;
+use crate::sync::{Event, Queue};
 
 #[test]
 fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
@@ -114,7 +122,7 @@ fn inbox_close_takes_or_refuses_every_push_exactly_once() {
 
 #[test]
 fn inbox_nudge_wakes_a_hub_going_to_sleep() {
-    use crate::loom::sync::atomic::{AtomicBool, Ordering};
+    use crate::loom::sync::atomic::AtomicBool;
     model(|| {
         let inbox: Arc<Inbox<u8>> = Arc::new(Inbox::new());
         let stop = Arc::new(AtomicBool::new(false));
@@ -246,5 +254,108 @@ fn oneshot_racing_fills_have_exactly_one_winner() {
         let v = shot.try_take().unwrap();
         assert!(v == 1 || v == 2);
         assert_eq!(shot.try_take(), None);
+    });
+}
+
+/// A green thread's join state on a model hub, its handle, and a counter for a listener.
+fn green_thread_model() -> (
+    std::sync::Arc<JoinShared<u32>>,
+    JoinHandle<u32>,
+    Arc<AtomicUsize>,
+) {
+    let shared = JoinShared::<u32>::new(Arc::new(ParkCell::new(HubShared::detached(), 1)), None);
+    let handle = JoinHandle::new(shared.clone());
+    (shared, handle, Arc::new(AtomicUsize::new(0)))
+}
+
+/// A listener that checks the value and counts its runs.
+fn counting_listener(count: &Arc<AtomicUsize>) -> impl FnOnce(&Result<u32, JoinError>) -> bool {
+    let count = count.clone();
+    move |r| {
+        assert_eq!(r.as_ref().ok(), Some(&7));
+        count.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// The green thread's hub on its own model thread: `JoinShared::complete` with 7, then its next
+/// pass runs the listeners. The caller joins `handle` from the model's main thread meanwhile.
+fn complete_while_joining(shared: std::sync::Arc<JoinShared<u32>>, handle: JoinHandle<u32>) {
+    let hub = thread::spawn(move || {
+        if shared.complete_inner(Ok(7), true) {
+            shared.run_links();
+        }
+    });
+    let parker = ModelParker {
+        cell: Arc::new(ParkCell::new(HubShared::detached(), 2)),
+    };
+    assert_eq!(handle.join_result_with(&parker).unwrap(), 7);
+    hub.join().unwrap();
+}
+
+#[test]
+fn join_from_another_thread_gets_the_value_after_every_listener_ran() {
+    model(|| {
+        let (shared, handle, ran) = green_thread_model();
+        let listener = counting_listener(&ran);
+        handle.link(move |r| {
+            listener(r);
+        });
+        complete_while_joining(shared, handle);
+        assert_eq!(
+            ran.load(Ordering::Relaxed),
+            1,
+            "a listener linked before the join"
+        );
+    });
+}
+
+#[test]
+fn a_link_from_a_third_thread_during_the_hand_off_runs_at_most_once() {
+    model(|| {
+        let (shared, handle, late) = green_thread_model();
+        // Links (as `JoinHandle::link` does, through the shared half: the joiner consumes the
+        // handle) while the hub completes and the join runs: before the join took the value it
+        // runs once (by the hub, the joiner or this thread), after that never.
+        let linker = {
+            let (shared, listener) = (shared.clone(), counting_listener(&late));
+            thread::spawn(move || {
+                shared.add_link(Box::new(listener));
+            })
+        };
+        complete_while_joining(shared, handle);
+        linker.join().unwrap();
+        assert!(late.load(Ordering::Relaxed) <= 1);
+    });
+}
+
+#[test]
+fn timed_put_either_delivers_or_gives_the_item_back() {
+    model(|| {
+        let q: Queue<u32> = Queue::bounded(0);
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get().ok())
+        };
+        let parker = ModelParker {
+            cell: Arc::new(ParkCell::new(HubShared::detached(), 1)),
+        };
+        // A deadline already past: the put waits in the putter list until its first check.
+        let put = q.put_with(&parker, 7, Some(std::time::Instant::now()));
+        let got = getter.join().unwrap();
+        match put {
+            Ok(()) => assert_eq!(got, Some(7)),
+            Err(e) => {
+                assert_eq!(
+                    got, None,
+                    "the put timed out although its item was delivered"
+                );
+                assert_eq!(
+                    e.into_inner(),
+                    Some(7),
+                    "a put that timed out gives its item back"
+                );
+            }
+        }
     });
 }

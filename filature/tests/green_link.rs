@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,4 +115,102 @@ fn calls_to_a_hub_whose_thread_has_exited_are_rejected() {
     let remote = std::thread::spawn(hub::current).join().unwrap();
     assert!(remote.call(|| ()).is_err());
     assert!(remote.spawn(|| ()).is_err());
+}
+
+/// Links a counting listener to `h` (a green thread returning `i`, the round), joins it and checks
+/// that the listener ran before the join returned: `ran` counts the listeners of every round.
+fn link_then_join(h: green::JoinHandle<u32>, i: u32, ran: &Arc<AtomicU32>) {
+    let r = ran.clone();
+    h.link(move |res| {
+        assert_eq!(*res.as_ref().unwrap(), i);
+        r.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(h.join(), i);
+    // Whoever ran the listener, the join's lock orders its count before this read.
+    assert_eq!(ran.load(Ordering::Relaxed), i + 1, "round {i}");
+}
+
+/// Issue 12, race A: a join from another thread trusted a "settled" flag read without the lock;
+/// the hub could lend the outcome to the listeners before the join took it, and the join panicked
+/// with "join outcome taken twice" (it took about 7,700 rounds). Race B from another thread: a
+/// join that came before the hub's pass took the value and the listener never ran.
+#[test]
+fn a_join_from_another_thread_racing_the_listeners_gets_the_value_and_runs_them_once() {
+    const ROUNDS: u32 = 20_000;
+    let _w = Watchdog::new("cross-thread join vs links", 4 * LONG);
+    let (remote, t) = hub_thread("join-race-hub");
+    let ran = Arc::new(AtomicU32::new(0));
+    for i in 0..ROUNDS {
+        link_then_join(remote.spawn(move || i).unwrap(), i, &ran);
+    }
+    remote.stop();
+    t.join().unwrap();
+    assert_eq!(ran.load(Ordering::Relaxed), ROUNDS, "none ran twice");
+}
+
+/// Issue 12, race B: joined from the main context of the green thread's own thread, the join
+/// took the value before the hub's pass that runs the listeners, and they were dropped (0 of
+/// 1,000 ran). A join on the hub's thread now waits for that pass.
+#[test]
+fn every_listener_linked_before_a_join_from_the_main_context_runs_once() {
+    const ROUNDS: u32 = 1_000;
+    let _w = Watchdog::new("main-context join vs links", LONG);
+    let ran = Arc::new(AtomicU32::new(0));
+    for i in 0..ROUNDS {
+        link_then_join(green::spawn(move || i), i, &ran);
+    }
+    // Let the hub run a few passes: nothing left to run, nothing runs twice.
+    green::sleep(Duration::from_millis(5));
+    assert_eq!(ran.load(Ordering::Relaxed), ROUNDS);
+}
+
+/// The same from a green thread on the same hub (this worked before; kept as the contrast).
+#[test]
+fn every_listener_linked_before_a_join_from_a_green_thread_runs_once() {
+    const ROUNDS: u32 = 1_000;
+    let _w = Watchdog::new("green join vs links", LONG);
+    let ran = Arc::new(AtomicU32::new(0));
+    let r = ran.clone();
+    let joiner = green::spawn(move || {
+        for i in 0..ROUNDS {
+            link_then_join(green::spawn(move || i), i, &r);
+        }
+    });
+    joiner.join();
+    assert_eq!(ran.load(Ordering::Relaxed), ROUNDS);
+}
+
+/// Issue 12, trap 4 (eventlib's `proc` semantics): a listener that unlinks another that has not
+/// run yet stops it, and `unlink` says so. Listeners used to be taken out all at once before the
+/// first ran, so the unlink found nothing and returned false, and the other listener ran anyway.
+#[test]
+fn a_listener_that_unlinks_a_later_one_stops_it() {
+    let _w = Watchdog::new("unlink during notification", LONG);
+    type Slot = Arc<Mutex<Option<(green::JoinHandle<u8>, Vec<green::LinkId>)>>>;
+    let slot: Slot = Arc::default();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let h = green::spawn(|| 1u8);
+    let (s, l) = (slot.clone(), log.clone());
+    let first = h.link(move |_| {
+        let guard = s.lock().unwrap();
+        let (h, ids) = guard.as_ref().unwrap();
+        let itself = h.unlink(ids[0]);
+        let second = h.unlink(ids[1]);
+        l.lock()
+            .unwrap()
+            .push(format!("first: unlink itself {itself}, second {second}"));
+    });
+    let l = log.clone();
+    let second = h.link(move |_| l.lock().unwrap().push("second".to_owned()));
+    let l = log.clone();
+    h.link(move |_| l.lock().unwrap().push("third".to_owned()));
+    *slot.lock().unwrap() = Some((h, vec![first, second]));
+    drive_until(LONG, || log.lock().unwrap().len() >= 2);
+    green::sleep(Duration::from_millis(5));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["first: unlink itself false, second true", "third"]
+    );
+    let (h, _) = slot.lock().unwrap().take().unwrap();
+    assert_eq!(h.join_timeout(LONG).unwrap(), 1);
 }

@@ -211,3 +211,23 @@ fn countdown_waiters_are_released_even_if_the_count_goes_up_again_at_once() {
     assert_eq!(waiter.join_timeout(LONG).unwrap(), Ok(()));
     assert_eq!(cd.count(), 1);
 }
+
+/// Issue 12, trap 7: eventlet's `reset` asserts that the event was sent; ours documents a no-op.
+/// Resetting a fresh event (twice) changes nothing: a waiter keeps waiting and gets the next send.
+#[test]
+fn reset_of_an_event_that_was_never_sent_does_nothing() {
+    let _w = Watchdog::new("reset of a fresh event", LONG);
+    let ev: Event<u32> = Event::new();
+    let e = ev.clone();
+    let waiter = green::spawn(move || e.wait().unwrap());
+    green::sleep(Duration::from_millis(2)); // the waiter is waiting
+    ev.reset();
+    ev.reset();
+    assert!(!ev.ready());
+    assert!(ev.poll().is_none());
+    green::sleep(Duration::from_millis(2));
+    assert!(!waiter.is_finished(), "a reset does not release a waiter");
+    ev.send(5).unwrap();
+    assert_eq!(waiter.join_timeout(LONG).unwrap(), 5);
+    assert_eq!(ev.send(6), Err(filature::sync::AlreadySent));
+}

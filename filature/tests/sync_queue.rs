@@ -258,3 +258,50 @@ fn a_rendezvous_between_two_main_contexts_on_two_os_threads() {
     }
     assert_eq!(getter.join().unwrap(), (0..50).collect::<Vec<_>>());
 }
+
+/// Issue 12, race D: a timed put that gave up while a getter on another thread took its item
+/// returned `TimedOut` with no item although the item had been delivered; a caller that retried
+/// sent it twice. Every timed put must either deliver (`Ok`) or give its item back.
+#[test]
+fn a_timed_put_racing_a_getter_on_another_thread_delivers_or_gives_back_never_both() {
+    const ITEMS: u32 = 3_000;
+    const DONE: u32 = u32::MAX;
+    let _w = Watchdog::new("timed put vs cross-thread get", 4 * LONG);
+    let q = Queue::bounded(0);
+    let q2 = q.clone();
+    let getter = std::thread::spawn(move || {
+        // Polls (`try_get`) so that it takes from a listed putter at any moment, including the
+        // moment that putter's deadline passes.
+        let mut got = Vec::new();
+        loop {
+            match q2.try_get() {
+                Ok(DONE) => return got,
+                Ok(v) => got.push(v),
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    });
+    let mut timeouts = 0u32;
+    for i in 0..ITEMS {
+        let mut item = i;
+        loop {
+            // Zero or tiny timeouts: the put lists itself and gives up at once or almost.
+            let timeout = Duration::from_micros(u64::from(i % 3) * 10);
+            match q.put_timeout(item, timeout) {
+                Ok(()) => break,
+                Err(e) => {
+                    timeouts += 1;
+                    item = e
+                        .into_inner()
+                        .unwrap_or_else(|| panic!("put {i} timed out without its item"));
+                }
+            }
+        }
+    }
+    q.put(DONE);
+    let got = getter.join().unwrap();
+    assert_eq!(got.len(), ITEMS as usize, "each item delivered once");
+    assert!(got.iter().copied().eq(0..ITEMS), "in order, no duplicates");
+    // Not an assertion (it depends on the machine's timing): how often the deadline path ran.
+    eprintln!("{timeouts} timed-out puts retried");
+}

@@ -290,7 +290,8 @@ impl<T: Send + 'static> Deferred<T> {
     /// assert_eq!(d.callback(1), Ok(())); // the late result is ignored
     /// ```
     pub fn cancel(&self) {
-        trampoline::in_scope(|| self.cancel_raw());
+        let me = self.clone();
+        trampoline::run_cancel(Box::new(move || me.cancel_step()));
     }
 
     /// True once `callback`/`errback` (or a cancellation) has fired the Deferred, even if its

@@ -338,8 +338,10 @@ impl<T: Send + 'static> Deferred<T> {
         Control::Paused
     }
 
-    /// Cancels this Deferred, or the innermost Deferred it (transitively) waits on.
-    pub(super) fn cancel_raw(&self) {
+    /// One cancellation step (see [`trampoline::run_cancel`]): cancels this Deferred, or the
+    /// innermost Deferred it (transitively) waits on, by running its canceller; returns the
+    /// follow-up that fails it with `Cancelled` if it is still not fired by then.
+    pub(super) fn cancel_step(&self) -> Option<Box<dyn FnOnce()>> {
         let mut current = self.clone();
         loop {
             let mut state = current.shared.state.lock();
@@ -349,7 +351,7 @@ impl<T: Send + 'static> Deferred<T> {
                     drop(state);
                     match inner {
                         Some(shared) => current = Deferred { shared },
-                        None => return,
+                        None => return None,
                     }
                 }
                 Phase::Pending => {
@@ -363,14 +365,21 @@ impl<T: Send + 'static> Deferred<T> {
                             let _ = current.fire_raw(Err(panic));
                         }
                     }
-                    if !current.is_called() {
-                        let _ = current.fire_raw(Err(Failure::from_error(crate::Cancelled)));
-                    }
-                    return;
+                    return Some(Box::new(move || {
+                        if !current.is_called() {
+                            let _ = current.fire_raw(Err(Failure::from_error(crate::Cancelled)));
+                        }
+                    }));
                 }
-                Phase::Running | Phase::Settled => return,
+                Phase::Running | Phase::Settled => return None,
             }
         }
+    }
+
+    /// Cancels `self` after the cancellation step running on this thread (for cancellers that
+    /// only hand the cancellation on; see [`trampoline::hand_on_cancel`]).
+    pub(super) fn hand_on_cancel(self) {
+        trampoline::hand_on_cancel(Box::new(move || self.cancel_step()));
     }
 }
 

@@ -166,7 +166,7 @@ impl<T: Send + 'static> DeferredList<T> {
         let weak: Vec<Weak<Shared<T>>> = inputs.iter().map(|d| Arc::downgrade(&d.shared)).collect();
         let out = Deferred::with_canceller(move |_| {
             for shared in weak.iter().filter_map(Weak::upgrade) {
-                Deferred { shared }.cancel();
+                Deferred { shared }.hand_on_cancel();
             }
         });
         if inputs.is_empty() {

@@ -93,9 +93,12 @@
 //! fails with [`Cancelled`](crate::Cancelled), and, when there was no canceller, its next firing is
 //! ignored once. A Running or Settled Deferred ignores `cancel`. The Deferreds made by `then` and by
 //! [`DeferredList`] / [`gather_results`] have cancellers that cancel what they are fed by (for
-//! `then`, the Deferred its function returned, once it has returned one). Those cancellers call
-//! `cancel` on the other Deferred, so cancelling the end of a long `then` chain recurses once per
-//! link; waiting (`Outcome::Wait`) chains do not.
+//! `then`, the Deferred its function returned, once it has returned one). Those cancellers do not
+//! call `cancel` (that would nest one call per link: a long `then` chain overflowed the stack);
+//! they hand the cancellation on to the cancellation running on this thread, which runs it after
+//! the canceller returns and before deciding whether the Deferred it cancelled still needs its
+//! `Cancelled` failure — the order nested calls give, with an explicit stack (see
+//! `trampoline::run_cancel`). Cancelling the end of a 100 000-link chain keeps a constant depth.
 //!
 //! ## When a failure is "unhandled"
 //!

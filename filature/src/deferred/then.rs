@@ -66,9 +66,9 @@ impl<T: Send + 'static> Deferred<T> {
         let next = Deferred::<U>::with_canceller(move |_| {
             let inner = waiting_for_cancel.lock().take();
             if let Some(shared) = inner.and_then(|inner| inner.upgrade()) {
-                Deferred { shared }.cancel();
+                Deferred { shared }.hand_on_cancel();
             } else if let Some(shared) = upstream.upgrade() {
-                Deferred { shared }.cancel();
+                Deferred { shared }.hand_on_cancel();
             }
         });
         let tx = next.clone();

@@ -6,28 +6,34 @@
 //!   is abandoned, which completes it as killed) and its one `JoinHandle` plus any listeners. It
 //!   is `Send + Sync` when `T: Send`, so a handle can be waited on from another OS thread.
 //! * The outcome goes `Pending -> Done`, then `Done <-> Lent` while link listeners borrow it (on
-//!   the green thread's hub, at the pass after completion; or on the thread that links after the
-//!   end from elsewhere), then `Done -> Taken` by `join`. A joiner that finds it `Lent` waits for
-//!   the listeners to hand it back; listeners added while it is `Lent` are run by the same call.
+//!   the green thread's hub, at the pass after completion; on the thread that links after the end
+//!   from elsewhere; or on a thread that joins from elsewhere before that pass), then
+//!   `Done -> Taken` by a join. Listeners added while it is `Lent` are run by the same call.
+//! * A join takes the outcome only when it is `Done` with no listener left to run, checked and
+//!   taken in one lock hold (nothing read outside the lock decides it). Until then it waits: for
+//!   the listeners to hand the outcome back if `Lent`; for the hub's pass if it joins on the green
+//!   thread's own hub; and from another thread it lends the outcome to itself and runs them.
 //! * Waiters are registered and removed under the lock and woken after it is released.
 //! * A panic outcome that nobody observed (no `join`, no listener) is logged exactly once: at
 //!   completion if the handle is already gone and no listener is linked, otherwise when the handle
 //!   is dropped. Kills are not logged: they are requested on purpose.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use thiserror::Error;
 
-use super::park::{unpark, Unparker};
+use super::park::{unpark, Park, Unparker};
 use super::Parker;
 use crate::deadline::deadline_after;
+use crate::loom::lock::Mutex;
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::waiter::{Waiter, WaiterList};
 use crate::Failure;
 
@@ -90,10 +96,28 @@ enum Outcome<T> {
     Taken,
 }
 
+/// How a wait on a `JoinShared` ended.
+enum Waited<T> {
+    /// The outcome is settled (a wait that does not take it).
+    Settled,
+    /// The outcome, taken.
+    Joined(Result<T, JoinError>),
+    TimedOut,
+}
+
+/// What a waiter does next.
+enum Attempt<T> {
+    Ready(Waited<T>),
+    /// Run the listeners with this outcome, lent to the caller.
+    RunLinks(Result<T, JoinError>),
+    /// Park until woken.
+    Wait,
+}
+
 struct State<T> {
     outcome: Outcome<T>,
     waiters: WaiterList,
-    links: Vec<(u64, Listener<T>)>,
+    links: VecDeque<(u64, Listener<T>)>,
     next_link: u64,
     observed: bool,
     handle_alive: bool,
@@ -105,8 +129,6 @@ pub(crate) struct JoinShared<T> {
     name: Option<Arc<str>>,
     state: Mutex<State<T>>,
     done: AtomicBool,
-    /// Mirrors `Outcome::Lent` for lock-free readers; written under the lock.
-    lent: AtomicBool,
 }
 
 /// Completion order across all green threads ("first failure in time").
@@ -136,14 +158,13 @@ impl<T> JoinShared<T> {
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
                 waiters: WaiterList::default(),
-                links: Vec::new(),
+                links: VecDeque::new(),
                 next_link: 0,
                 observed: false,
                 handle_alive: true,
                 finish_seq: 0,
             }),
             done: AtomicBool::new(false),
-            lent: AtomicBool::new(false),
         })
     }
 
@@ -168,7 +189,11 @@ impl<T> JoinShared<T> {
     }
 
     /// Returns true if listeners must be run.
-    fn complete_inner(&self, outcome: Result<T, JoinError>, can_run_links: bool) -> bool {
+    pub(crate) fn complete_inner(
+        &self,
+        outcome: Result<T, JoinError>,
+        can_run_links: bool,
+    ) -> bool {
         let mut st = self.state.lock();
         if !matches!(st.outcome, Outcome::Pending) {
             return false;
@@ -202,42 +227,44 @@ impl<T> JoinShared<T> {
 
     /// Runs the listeners with the outcome lent to them, then settles it again. Listeners added
     /// meanwhile (from another thread) run in the same call; a call that finds the outcome lent
-    /// leaves the listeners to the call that lent it.
-    fn run_links(&self) {
-        loop {
-            let (links, outcome) = {
-                let mut st = self.state.lock();
-                if st.links.is_empty() {
-                    return;
-                }
-                match std::mem::replace(&mut st.outcome, Outcome::Lent) {
-                    Outcome::Done(r) => {
-                        // ORDERING: Release, read by `settled_hint`.
-                        self.lent.store(true, Ordering::Release);
-                        (std::mem::take(&mut st.links), r)
-                    }
-                    other => {
-                        st.outcome = other;
-                        return;
-                    }
-                }
-            };
-            let mut observed = false;
-            for (_, l) in links {
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
-                    Ok(saw_failure) => observed |= saw_failure,
-                    Err(p) => tracing::error!(
-                        green_thread = self.id(),
-                        "a link listener panicked: {}",
-                        crate::failure::panic_message(&*p)
-                    ),
-                }
+    /// (or taken) leaves the listeners to the call that lent it.
+    pub(crate) fn run_links(&self) {
+        let outcome = {
+            let mut st = self.state.lock();
+            if st.links.is_empty() {
+                return;
             }
-            let (waiters, more) = {
-                let mut st = self.state.lock();
+            match Self::lend(&mut st) {
+                Some(r) => r,
+                None => return,
+            }
+        };
+        self.run_lent(outcome);
+    }
+
+    /// Under the lock: moves a `Done` outcome out, leaving `Lent`, for the caller to run the
+    /// listeners with; `None` (state unchanged) if it is not `Done`.
+    fn lend(st: &mut State<T>) -> Option<Result<T, JoinError>> {
+        match std::mem::replace(&mut st.outcome, Outcome::Lent) {
+            Outcome::Done(r) => Some(r),
+            other => {
+                st.outcome = other;
+                None
+            }
+        }
+    }
+
+    /// Runs the listeners with `outcome`, which the caller lent (the state is `Lent`), until none
+    /// are left, then settles the outcome (`Done`) and wakes the waiters. Listeners are taken off
+    /// the list one at a time, so one that `unlink`s another that has not run yet stops it.
+    fn run_lent(&self, outcome: Result<T, JoinError>) {
+        let mut observed = false;
+        loop {
+            let mut st = self.state.lock();
+            let Some((_, l)) = st.links.pop_front() else {
                 st.observed |= observed;
                 if let Err(JoinError::Panicked(f)) = &outcome {
-                    if !st.observed && !st.handle_alive && st.links.is_empty() {
+                    if !st.observed && !st.handle_alive {
                         st.observed = true;
                         tracing::error!(
                             green_thread = self.id(),
@@ -246,13 +273,19 @@ impl<T> JoinShared<T> {
                     }
                 }
                 st.outcome = Outcome::Done(outcome);
-                // ORDERING: Release, read by `settled_hint`.
-                self.lent.store(false, Ordering::Release);
-                (std::mem::take(&mut st.waiters), !st.links.is_empty())
-            };
-            waiters.wake_all();
-            if !more {
+                let waiters = std::mem::take(&mut st.waiters);
+                drop(st);
+                waiters.wake_all();
                 return;
+            };
+            drop(st);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(&outcome))) {
+                Ok(saw_failure) => observed |= saw_failure,
+                Err(p) => tracing::error!(
+                    green_thread = self.id(),
+                    "a link listener panicked: {}",
+                    crate::failure::panic_message(&*p)
+                ),
             }
         }
     }
@@ -268,10 +301,36 @@ impl<T> JoinShared<T> {
 
     /// Waits until the outcome is settled (not lent to listeners). False on timeout.
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        let parker = Parker::current("JoinHandle::join");
-        if self.settled_hint() {
-            return true;
+        let parker = Parker::current("JoinHandle::wait");
+        !matches!(self.wait_with(&parker, deadline, false), Waited::TimedOut)
+    }
+
+    /// Waits until the outcome can be taken (see [`wait_with`](Self::wait_with)) and takes it;
+    /// `None` on timeout. The handle taking it is being consumed, so it also counts as dropped.
+    fn join(&self, deadline: Option<Instant>) -> Option<Result<T, JoinError>> {
+        self.join_with(&Parker::current("JoinHandle::join"), deadline)
+    }
+
+    fn join_with(
+        &self,
+        parker: &impl Park,
+        deadline: Option<Instant>,
+    ) -> Option<Result<T, JoinError>> {
+        match self.wait_with(parker, deadline, true) {
+            Waited::Joined(r) => Some(r),
+            Waited::TimedOut => None,
+            Waited::Settled => unreachable!("a join takes the outcome"),
         }
+    }
+
+    /// The wait loop, for any way of parking (the loom models bring their own). Without `take`
+    /// it returns once the outcome is settled (done, not lent to listeners). With `take` it also
+    /// waits until every listener linked so far has run, then takes the outcome in the same lock
+    /// hold as that check (so no listener run can lend it away in between): on the green thread's
+    /// own hub it waits for the pass that runs them; from another thread it runs them itself,
+    /// as a `link` after the end from another thread does (that hub may not run soon, or ever).
+    fn wait_with(&self, parker: &impl Park, deadline: Option<Instant>, take: bool) -> Waited<T> {
+        let on_own_hub = crate::hub::is_current_shared(&self.cell.hub);
         let me = Waiter::Park(parker.unparker().clone());
         let mut guard = Deregister {
             shared: self,
@@ -281,13 +340,23 @@ impl<T> JoinShared<T> {
         loop {
             {
                 let mut st = self.state.lock();
-                if Self::is_settled(&st) {
-                    // Settling took the waiter list with us in it.
-                    guard.listed = false;
-                    return true;
+                match self.attempt(&mut st, take, on_own_hub) {
+                    Attempt::Ready(done) => {
+                        if guard.listed {
+                            st.waiters.remove(&me);
+                            guard.listed = false;
+                        }
+                        return done;
+                    }
+                    Attempt::RunLinks(outcome) => {
+                        drop(st);
+                        self.run_lent(outcome);
+                        continue;
+                    }
+                    Attempt::Wait => {}
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
+                    return Waited::TimedOut;
                 }
                 if !guard.listed || !st.waiters.contains(&me) {
                     st.waiters.push(me.clone());
@@ -295,38 +364,42 @@ impl<T> JoinShared<T> {
                 }
             }
             parker.park(deadline);
-            if self.settled_hint() {
-                guard.listed = false;
-                return true;
+        }
+    }
+
+    /// Under the lock: what a waiter (see [`wait_with`](Self::wait_with)) does next. A
+    /// `RunLinks` answer has lent the outcome to the caller, who must run the listeners.
+    fn attempt(&self, st: &mut State<T>, take: bool, on_own_hub: bool) -> Attempt<T> {
+        match st.outcome {
+            Outcome::Done(_) if !take => Attempt::Ready(Waited::Settled),
+            Outcome::Done(_) if st.links.is_empty() => {
+                st.observed = true;
+                st.handle_alive = false;
+                match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+                    Outcome::Done(r) => Attempt::Ready(Waited::Joined(r)),
+                    _ => unreachable!("matched Done"),
+                }
             }
+            Outcome::Done(_) if !on_own_hub => match Self::lend(st) {
+                Some(r) => Attempt::RunLinks(r),
+                None => unreachable!("matched Done"),
+            },
+            Outcome::Taken if take => unreachable!("a JoinHandle's outcome is taken once"),
+            Outcome::Taken => Attempt::Ready(Waited::Settled),
+            // Not finished; lent to listeners running elsewhere; or with listeners that this
+            // (the green thread's) hub runs at its next pass, which wakes us when done.
+            Outcome::Pending | Outcome::Lent | Outcome::Done(_) => Attempt::Wait,
         }
     }
 
-    /// Settled, judged without the lock: done, and not lent to listeners.
-    fn settled_hint(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release stores in `complete_inner`/`run_links`.
-        self.done.load(Ordering::Acquire) && !self.lent.load(Ordering::Acquire)
-    }
-
-    /// Takes the outcome; the handle taking it is being consumed, so it also counts as dropped.
-    fn take(&self) -> Result<T, JoinError> {
-        let mut st = self.state.lock();
-        st.observed = true;
-        st.handle_alive = false;
-        match std::mem::replace(&mut st.outcome, Outcome::Taken) {
-            Outcome::Done(r) => r,
-            _ => panic!("join outcome taken twice"),
-        }
-    }
-
-    fn add_link(self: &Arc<Self>, l: Listener<T>) -> LinkId
+    pub(crate) fn add_link(self: &Arc<Self>, l: Listener<T>) -> LinkId
     where
         T: 'static,
     {
         let mut st = self.state.lock();
         let id = st.next_link;
         st.next_link += 1;
-        st.links.push((id, l));
+        st.links.push_back((id, l));
         if matches!(st.outcome, Outcome::Done(_)) && st.links.len() == 1 {
             drop(st);
             if crate::hub::is_current_shared(&self.cell.hub) {
@@ -342,7 +415,7 @@ impl<T> JoinShared<T> {
             // The listeners are running (on the green thread's hub); that call runs this one too.
         } else if matches!(st.outcome, Outcome::Taken) {
             // The value was joined already: there is nothing left to hand to the listener.
-            st.links.pop();
+            st.links.pop_back();
         }
         LinkId(id)
     }
@@ -415,20 +488,26 @@ impl<T: 'static> JoinHandle<T> {
     }
 
     /// Waits for the green thread and returns its outcome.
-    pub fn join_result(mut self) -> Result<T, JoinError> {
-        self.shared.wait(None);
+    pub fn join_result(self) -> Result<T, JoinError> {
+        self.join_result_with(&Parker::current("JoinHandle::join"))
+    }
+
+    /// [`join_result`](Self::join_result), for any way of parking (the loom models bring their own).
+    pub(crate) fn join_result_with(mut self, parker: &impl Park) -> Result<T, JoinError> {
+        let r = self.shared.join_with(parker, None);
         self.joined = true;
-        self.shared.take()
+        r.expect("no deadline")
     }
 
     /// Waits at most `timeout`. On timeout the handle comes back inside the error. A
     /// `timeout` too large to add to the clock (`Duration::MAX`) is no limit.
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
-        if self.shared.wait(deadline_after(timeout)) {
-            self.joined = true;
-            self.shared.take().map_err(JoinTimeoutError::Failed)
-        } else {
-            Err(JoinTimeoutError::TimedOut(self))
+        match self.shared.join(deadline_after(timeout)) {
+            Some(r) => {
+                self.joined = true;
+                r.map_err(JoinTimeoutError::Failed)
+            }
+            None => Err(JoinTimeoutError::TimedOut(self)),
         }
     }
 
@@ -465,8 +544,13 @@ impl<T: 'static> JoinHandle<T> {
     /// Calls `f` with the outcome once the green thread ends, on its hub's next pass, not inside
     /// the finishing green thread. If it has already ended, `f` runs at that hub's next pass when
     /// `link` is called on the hub's thread, and before `link` returns when called from another
-    /// thread. A panicking listener is logged
-    /// and the others still run. A listener added after the value was taken by `join` never runs.
+    /// thread. A panicking listener is logged and the others still run.
+    ///
+    /// Every listener linked before the handle is joined (`join`, `join_result`, `join_timeout`,
+    /// or awaiting it) runs exactly once, before the join returns: a join on the hub's thread
+    /// waits for that pass, and a join from another thread that comes before the pass runs the
+    /// listeners itself, on the joining thread. A listener added after the value was taken by a
+    /// join never runs.
     pub fn link(&self, f: impl FnOnce(&Result<T, JoinError>) + Send + 'static) -> LinkId {
         self.shared.add_link(Box::new(move |r| {
             f(r);
@@ -495,7 +579,10 @@ impl<T: 'static> JoinHandle<T> {
         }))
     }
 
-    /// Removes a listener that has not run yet. Returns whether it was removed.
+    /// Removes a listener that has not run yet, so it never runs. Returns whether it was removed
+    /// (false if it has run, is running, or was never linked). This works from inside another
+    /// listener of the same handle too: listeners run one after the other in the order they
+    /// were linked, and one can stop another that comes after it.
     pub fn unlink(&self, id: LinkId) -> bool {
         let mut st = self.shared.state.lock();
         let before = st.links.len();
@@ -554,13 +641,23 @@ impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.shared.state.lock();
-        if let Outcome::Done(_) = st.outcome {
-            drop(st);
-            let me = self.get_mut();
-            me.joined = true;
-            return Poll::Ready(me.shared.take());
-        }
+        let on_own_hub = crate::hub::is_current_shared(&self.shared.cell.hub);
+        let mut st = loop {
+            let mut st = self.shared.state.lock();
+            match self.shared.attempt(&mut st, true, on_own_hub) {
+                Attempt::Ready(Waited::Joined(r)) => {
+                    drop(st);
+                    self.get_mut().joined = true;
+                    return Poll::Ready(r);
+                }
+                Attempt::Ready(_) => unreachable!("a join takes the outcome or waits"),
+                Attempt::RunLinks(outcome) => {
+                    drop(st);
+                    self.shared.run_lent(outcome);
+                }
+                Attempt::Wait => break st,
+            }
+        };
         let w = Waiter::Task(cx.waker().clone());
         if !st.waiters.contains(&w) {
             st.waiters.push(w);

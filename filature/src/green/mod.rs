@@ -21,7 +21,7 @@
 
 mod block_on;
 mod command;
-mod join;
+pub(crate) mod join;
 pub(crate) mod park;
 mod pool;
 pub(crate) mod stack;

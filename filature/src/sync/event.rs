@@ -119,6 +119,19 @@ impl<T> Event<T> {
 
     /// Forgets the value so the event can be sent again. Waiters that were waiting when it was
     /// sent still receive it (even if they had not run yet); later waiters wait for the next send.
+    ///
+    /// On an event without a value (never sent, or reset since its last send) `reset` does
+    /// nothing: it does not panic (eventlet's `reset` asserts that the event was sent), the
+    /// waiters keep waiting, and the next `send` succeeds.
+    ///
+    /// ```
+    /// use filature::sync::Event;
+    ///
+    /// let ev = Event::new();
+    /// ev.reset(); // never sent: nothing to forget
+    /// assert!(!ev.ready());
+    /// ev.send(1).unwrap();
+    /// ```
     pub fn reset(&self) {
         let mut st = self.lock();
         if let Some(v) = st.value.take() {

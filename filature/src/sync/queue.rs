@@ -13,19 +13,22 @@
 //!   waiting putter's item in; with capacity 0 it takes straight from the first putter.
 //! * Giving up (timeout, kill): a listed node removes itself. A getter that was granted an item
 //!   and is being killed puts it back at the front (or hands it to the next getter); one that
-//!   timed out simply returns it. A putter whose item was already taken has succeeded.
+//!   timed out simply returns it. A putter whose item was already taken has succeeded; one that
+//!   times out checks that it is still listed and unlists itself in one lock hold, so it either
+//!   was delivered or takes its item back, never both.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, MutexGuard};
 use thiserror::Error;
 
 use super::waiter::{Node, Waiter};
 use crate::deadline::deadline_after;
+use crate::green::park::Park;
 use crate::green::Parker;
+use crate::loom::lock::{Mutex, MutexGuard};
 
 /// Why a queue operation did not complete; gives the item back where there is one.
 #[derive(Error, PartialEq, Eq)]
@@ -203,14 +206,25 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Puts, waiting at most `timeout`; gives the item back on timeout. A `timeout`
-    /// too large to add to the clock (`Duration::MAX`) is no limit.
+    /// Puts, waiting at most `timeout`. `Ok` means the item was delivered (to a getter or into
+    /// the queue); on timeout it was not, and it comes back in the error
+    /// ([`QueueError::into_inner`]), so retrying never sends it twice. A `timeout` too large to
+    /// add to the clock (`Duration::MAX`) is no limit.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueueError<T>> {
         self.put_until(item, deadline_after(timeout))
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>) -> Result<(), QueueError<T>> {
-        let parker = Parker::current("Queue::put");
+        self.put_with(&Parker::current("Queue::put"), item, deadline)
+    }
+
+    /// The put loop, for any way of parking (the loom models bring their own).
+    pub(crate) fn put_with(
+        &self,
+        parker: &impl Park,
+        item: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError<T>> {
         let node = {
             let mut st = self.lock();
             match self.offer(&mut st, item) {
@@ -235,15 +249,17 @@ impl<T> Queue<T> {
         };
         loop {
             {
-                let st = self.lock();
-                if !st.putters.iter().any(|n| Arc::ptr_eq(n, &node)) {
+                let mut st = self.lock();
+                let Some(i) = st.putters.iter().position(|n| Arc::ptr_eq(n, &node)) else {
                     return Ok(()); // our item was taken
-                }
+                };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    drop(st);
-                    let mut st = self.lock();
-                    st.putters.retain(|n| !Arc::ptr_eq(n, &node));
-                    return Err(QueueError::TimedOut(node.grant.lock().take()));
+                    // Still listed, and the lock is held from the check to the removal: no getter
+                    // can take the item in between, so the item comes back and was not delivered.
+                    st.putters.remove(i);
+                    let item = node.grant.lock().take();
+                    debug_assert!(item.is_some(), "a listed putter holds its item");
+                    return Err(QueueError::TimedOut(item));
                 }
             }
             parker.park(deadline);
