@@ -110,6 +110,10 @@ thread_local! {
     static GRAVEYARD: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
 }
 
+pub(super) fn touch_thread_local() {
+    let _ = GRAVEYARD.try_with(|_| ());
+}
+
 /// Drops the pending steps of a dropped Deferred iteratively.
 ///
 /// A pending step often holds the next Deferred of a chain (the one fed by `then`, or the outer

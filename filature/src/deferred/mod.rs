@@ -119,6 +119,14 @@ mod list;
 mod then;
 mod trampoline;
 
+/// Makes sure the Deferred machinery's thread-locals are registered on this thread (see
+/// `hub::Core::arm_exit_hook`: a thread-exit hook must be newer than every thread-local that
+/// unwinding green threads may use, filature's own included).
+pub(crate) fn touch_thread_locals() {
+    chain::touch_thread_local();
+    trampoline::touch_thread_locals();
+}
+
 pub use api::{fail, maybe_deferred, succeed, Deferred, Outcome};
 pub use errors::{ChainedToItself, FirstError, ResultTaken};
 pub use list::{gather_results, DeferredList, ListResult};

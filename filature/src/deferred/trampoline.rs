@@ -79,6 +79,11 @@ thread_local! {
     static HANDED_ON: RefCell<Option<Vec<CancelStep>>> = const { RefCell::new(None) };
 }
 
+pub(super) fn touch_thread_locals() {
+    let _ = QUEUE.try_with(|_| ());
+    let _ = HANDED_ON.try_with(|_| ());
+}
+
 /// Runs a cancellation and every cancellation it hands on ([`hand_on_cancel`]), depth first, with
 /// an explicit stack instead of nested calls: the cancellations a step hands on run after it, in
 /// the order they were handed on, and before its follow-up — the order nested `cancel` calls

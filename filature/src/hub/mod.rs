@@ -338,6 +338,8 @@ pub(crate) struct Core {
     pub(crate) delayed_spawns: RefCell<std::collections::HashMap<u64, Rc<timer::TimerCell>>>,
     /// Set by a pass that resumed a green thread; cleared by `after_drive` (see "Thread exit").
     resumed_since_hook: Cell<bool>,
+    /// Whether `arm_exit_hook` has made sure filature's own thread-locals are registered.
+    own_keys_touched: Cell<bool>,
     /// Jobs for the main context (`Msg::Job`), drained from the inbox in order, run one at a
     /// time by [`run`] between passes (never by a pass, so a job that blocks drives the loop
     /// without re-entering it, and never by another job's wait: jobs stay serial).
@@ -416,6 +418,7 @@ impl Core {
             main_lent: Cell::new(0),
             delayed_spawns: RefCell::default(),
             resumed_since_hook: Cell::new(false),
+            own_keys_touched: Cell::new(false),
             main_jobs: RefCell::default(),
         })
     }
@@ -953,6 +956,12 @@ impl Core {
         self.resumed_since_hook.set(false);
         if self.green_count() == 0 || is_scoped() {
             return;
+        }
+        if !self.own_keys_touched.replace(true) {
+            // filature's own thread-locals that unwinding green threads may use: registered
+            // before the first hook, so destroyed after every hook.
+            task::touch_thread_local();
+            crate::deferred::touch_thread_locals();
         }
         exit::register_hook();
     }

@@ -216,11 +216,14 @@ fn poll_task(w: &Arc<TaskWaker>) {
 /// Drops every future pending on this thread's hub, failing their handles with `Stopped` (for a
 /// hub that shuts down while its thread lives on, like the reactor run on `main`).
 pub(crate) fn fail_all_pending() {
-    let entries: Vec<Entry> = TASKS.with(|t| {
-        let mut t = t.borrow_mut();
-        t.free.clear();
-        t.slots.drain(..).flatten().collect()
-    });
+    // `try_with`: at thread exit the table may be gone already (its futures dropped with it).
+    let entries: Vec<Entry> = TASKS
+        .try_with(|t| {
+            let mut t = t.borrow_mut();
+            t.free.clear();
+            t.slots.drain(..).flatten().collect()
+        })
+        .unwrap_or_default();
     for e in entries {
         drop(e.fut);
         e.shared.finish_failed(stopped());
@@ -397,4 +400,9 @@ impl<T> fmt::Debug for FutureHandle<T> {
             .field("finished", &self.is_finished())
             .finish()
     }
+}
+
+/// Makes sure the futures table's thread-local is registered (see `Core::arm_exit_hook`).
+pub(crate) fn touch_thread_local() {
+    let _ = TASKS.try_with(|_| ());
 }
