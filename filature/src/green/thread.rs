@@ -213,7 +213,12 @@ impl Green {
     /// The hub gives up on this green thread (still parked after the shutdown's grace period, or
     /// left at thread exit): tell its joiners it was killed, and leak its stack rather than
     /// resume or unwind it (its frames may borrow what is no longer alive).
+    ///
+    /// One that never started has no frames: its stack simply goes back to the pool. Either way
+    /// it counts as finished from now on, so a stale entry in the ready queue never resumes it
+    /// (nor frees the slot a newer green thread may have taken).
     pub(crate) fn abandon(&self) {
+        self.finished.set(true);
         self.completion.complete_killed();
         if let Ok(mut co) = self.co.try_borrow_mut() {
             if let Some(c) = co.take() {

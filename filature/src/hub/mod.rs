@@ -925,6 +925,12 @@ impl Core {
             let queued: std::collections::HashSet<u64> =
                 self.ready.borrow().iter().map(|g| g.id()).collect();
             for g in &alive {
+                if !g.has_started() {
+                    // Killed before it ran: it never runs (no frames to unwind, no switch).
+                    g.abandon();
+                    self.remove_green(g.slot());
+                    continue;
+                }
                 g.cell.request_kill();
                 g.cell.notify();
                 if !queued.contains(&g.id()) {
