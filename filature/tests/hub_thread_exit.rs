@@ -211,6 +211,20 @@ fn program_c_on_a_named_thread() {
 }
 
 #[test]
+fn program_c_on_the_reactor_thread() {
+    in_child("program_c_on_the_reactor_thread", || {
+        reactor::call_in_reactor(program_c::set_up).unwrap();
+        std::thread::sleep(ms(50));
+        reactor::stop().unwrap();
+        // The reactor thread ends: its shutdown unwinds the green thread, then its
+        // thread-locals go (the driver's destructor drives a fresh hub with nothing on it).
+        std::thread::sleep(ms(300));
+        assert!(program_c::ITERATIONS.load(SeqCst) >= 1);
+        assert_eq!(program_c::WRONG.load(SeqCst), 0);
+    });
+}
+
+#[test]
 fn programs_a_and_b_on_the_reactor_thread() {
     in_child("programs_a_and_b_on_the_reactor_thread", || {
         // Both green threads on the reactor at once; the reactor stops while both are parked.
