@@ -37,6 +37,7 @@ fn main() {
     event_queue();
     tpool_offload();
     named_threads();
+    thread_exit();
     attribute_macros();
     the_reactor();
 
@@ -373,10 +374,57 @@ fn named_threads() {
         text.lines().collect::<Vec<_>>()
     );
     let _ = std::fs::remove_file(&path);
+    // Jobs run in the thread's main context, as the SIP SIMPLE SDK's did: a job may block on
+    // filature's waits (here tpool), and the thread's hub keeps running meanwhile.
+    let answer = Event::new();
+    let a = answer.clone();
+    tm.call_in_thread("config", move || {
+        let parsed = filature::tpool::execute(|| "codec=opus".split('=').nth(1).map(str::len));
+        a.send(parsed).unwrap();
+    })
+    .unwrap();
+    println!(
+        "a job that waited for tpool::execute got {:?}",
+        answer
+            .wait_timeout(Duration::from_secs(5))
+            .expect("answered")
+            .unwrap()
+    );
     tm.stop_timeout(Duration::from_secs(5)).unwrap();
     println!(
         "stopped: posting now says {}",
         tm.call_in_thread("config", || ()).unwrap_err()
+    );
+}
+
+fn thread_exit() {
+    section("a thread ends while a green thread is parked over its thread-locals");
+    thread_local! { static SETTINGS: Vec<u32> = vec![1, 2, 3]; }
+    struct Noisy(Arc<AtomicUsize>);
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let unwound = Arc::new(AtomicUsize::new(0));
+    let u = unwound.clone();
+    std::thread::spawn(move || {
+        hub::scope(move || {
+            green::spawn(move || {
+                let _noisy = Noisy(u);
+                SETTINGS.with(|s| loop {
+                    green::sleep(Duration::from_millis(5)); // parked, borrowing SETTINGS
+                    assert_eq!(s.len(), 3);
+                })
+            });
+            green::sleep(Duration::from_millis(20));
+        }) // the green thread is killed and unwound here, while SETTINGS is alive
+    })
+    .join()
+    .unwrap();
+    println!(
+        "the thread ended; its green thread was unwound first ({} destructor ran)",
+        unwound.load(Ordering::SeqCst)
     );
 }
 
