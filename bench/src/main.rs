@@ -12,6 +12,7 @@
 
 mod harness;
 mod scenarios;
+mod servers;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,14 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<(), String> {
     let (command, cfg, rest) = parse(args)?;
     // Hidden sub-commands: one system's side of a scenario in a fresh process.
+    if command == servers::HTTP_SERVER_COMMAND {
+        let [system, port, workers] = rest.as_slice() else {
+            return Err("usage: __http_server <system> <port> <workers>".into());
+        };
+        let port = port.parse().map_err(|e| format!("port: {e}"))?;
+        let workers = workers.parse().map_err(|e| format!("workers: {e}"))?;
+        return servers::run_http_server(system, port, workers);
+    }
     if command == scenarios::park::CHILD_COMMAND {
         let system = rest.first().ok_or("missing system for the park child")?;
         return scenarios::park::run_child(system, &cfg);

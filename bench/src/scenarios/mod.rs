@@ -5,6 +5,7 @@
 pub(crate) mod blocking_call;
 pub(crate) mod call;
 pub(crate) mod deferred;
+pub(crate) mod http;
 pub(crate) mod named;
 pub(crate) mod offload;
 pub(crate) mod park;
@@ -77,6 +78,12 @@ pub(crate) fn registry() -> Vec<Scenario> {
             about: "calls from 1 and 4 producers into one serial worker thread",
             floor: None,
             systems: named::systems,
+        },
+        Scenario {
+            name: "http",
+            about: "a keep-alive HTTP/1.1 hello server under wrk -t2, 100 and 1000 connections, 1 and 2 workers (child process each)",
+            floor: None,
+            systems: http::systems,
         },
     ]
 }
