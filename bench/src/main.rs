@@ -11,6 +11,7 @@
 //! (see [`scenarios`]); filature runs first, then its peers, in the same process.
 
 mod harness;
+mod loadgen;
 mod scenarios;
 mod servers;
 
@@ -56,6 +57,14 @@ fn run(args: &[String]) -> Result<(), String> {
         let port = port.parse().map_err(|e| format!("port: {e}"))?;
         let workers = workers.parse().map_err(|e| format!("workers: {e}"))?;
         return servers::run_http_server(system, port, workers);
+    }
+    if command == servers::ECHO_SERVER_COMMAND {
+        let [system, port, workers] = rest.as_slice() else {
+            return Err("usage: __echo_server <system> <port> <workers>".into());
+        };
+        let port = port.parse().map_err(|e| format!("port: {e}"))?;
+        let workers = workers.parse().map_err(|e| format!("workers: {e}"))?;
+        return servers::run_echo_server(system, port, workers);
     }
     if command == scenarios::park::CHILD_COMMAND {
         let system = rest.first().ok_or("missing system for the park child")?;

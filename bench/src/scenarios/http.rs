@@ -12,12 +12,11 @@
 //! system, and each system's entry then reports its own figures.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::harness::{Config, Metric};
-use crate::servers::{HTTP_SERVER_COMMAND, HTTP_SYSTEMS};
+use crate::servers::{ServerProcess, HTTP_SERVER_COMMAND, HTTP_SYSTEMS};
 use crate::System;
 
 pub(crate) fn systems() -> Vec<System> {
@@ -120,9 +119,10 @@ fn measure_all(cfg: &Config) -> Result<Results, String> {
             let n = HTTP_SYSTEMS.len();
             for i in 0..n {
                 let system = HTTP_SYSTEMS[(i + round) % n];
-                let server = Server::start(system, workers)?;
+                let server = ServerProcess::start(HTTP_SERVER_COMMAND, system, workers)?;
+                let load = |conns| wrk(&server, conns, secs);
                 for conns in [100, 1000] {
-                    let load = server.load(conns, secs)?;
+                    let load = load(conns)?;
                     results
                         .entry((system, workers, conns))
                         .or_default()
@@ -144,91 +144,30 @@ fn which_wrk() -> Result<(), String> {
     }
 }
 
-/// A benchmark server in its own process, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(system: &str, workers: usize) -> Result<Server, String> {
-        let port = free_port()?;
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .args([
-                HTTP_SERVER_COMMAND,
-                system,
-                &port.to_string(),
-                &workers.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting the {system} server: {e}"))?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("{system} server: {e}"))?;
-        let server = Server { child, port };
-        if line.trim() != "listening" {
-            return Err(format!("the {system} server did not start: {line:?}"));
-        }
-        Ok(server)
-    }
-
-    /// CPU time (user + system) the server has used, in microseconds.
-    fn cpu_us(&self) -> Result<f64, String> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .map_err(|e| format!("/proc stat: {e}"))?;
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let rest = &stat[stat.rfind(')').ok_or("bad stat")? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().map_err(|e| e.to_string())?
-            + fields[12].parse::<f64>().map_err(|e| e.to_string())?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(ticks * 1e6 / hz)
-    }
-
-    fn load(&self, conns: usize, secs: u64) -> Result<Load, String> {
-        let before = self.cpu_us()?;
-        let out = Command::new("wrk")
-            .args([
-                "-t2",
-                &format!("-c{conns}"),
-                &format!("-d{secs}s"),
-                "--latency",
-                "--timeout",
-                "5s",
-                &format!("http://127.0.0.1:{}/", self.port),
-            ])
-            .output()
-            .map_err(|e| format!("wrk: {e}"))?;
-        let after = self.cpu_us()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut load =
-            parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
-        load.cpu_us_per_request = if load.requests > 0.0 {
-            (after - before) / load.requests
-        } else {
-            f64::NAN
-        };
-        Ok(load)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on right now (the server binds it a moment later).
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+/// Loads `server` with wrk for `secs` seconds at `conns` connections.
+fn wrk(server: &ServerProcess, conns: usize, secs: u64) -> Result<Load, String> {
+    let before = server.cpu_us()?;
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "--timeout",
+            "5s",
+            &format!("http://{}/", server.addr),
+        ])
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let after = server.cpu_us()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
+    load.cpu_us_per_request = if load.requests > 0.0 {
+        (after - before) / load.requests
+    } else {
+        f64::NAN
+    };
+    Ok(load)
 }
 
 /// Reads `N requests in`, `Requests/sec:` and the `99%` latency line of `wrk --latency`.

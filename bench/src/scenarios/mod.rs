@@ -10,6 +10,7 @@ pub(crate) mod named;
 pub(crate) mod offload;
 pub(crate) mod park;
 pub(crate) mod pool;
+pub(crate) mod sockets;
 pub(crate) mod spawn;
 pub(crate) mod switch;
 pub(crate) mod wake;
@@ -84,6 +85,24 @@ pub(crate) fn registry() -> Vec<Scenario> {
             about: "a keep-alive HTTP/1.1 hello server under wrk -t2, 100 and 1000 connections, 1 and 2 workers (child process each)",
             floor: None,
             systems: http::systems,
+        },
+        Scenario {
+            name: "echo",
+            about: "1,000 connections x 1,000 64-byte echoes through one server thread (child process each)",
+            floor: None,
+            systems: sockets::echo_systems,
+        },
+        Scenario {
+            name: "connect_rate",
+            about: "20,000 short connections (connect, one round trip, close), 100 at a time",
+            floor: None,
+            systems: sockets::connect_rate_systems,
+        },
+        Scenario {
+            name: "conns",
+            about: "50,000 idle connections held by one server thread, 4 KiB buffer each",
+            floor: None,
+            systems: sockets::conns_systems,
         },
     ]
 }

@@ -8,14 +8,110 @@
 
 pub(crate) mod http_core;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 
 /// The hidden sub-command that runs one server.
 pub(crate) const HTTP_SERVER_COMMAND: &str = "__http_server";
 
-/// The HTTP servers: (name, what it is). `filature` joins once green sockets exist.
+/// The hidden sub-command that runs one echo server.
+pub(crate) const ECHO_SERVER_COMMAND: &str = "__echo_server";
+
+/// The HTTP servers. `filature` joins once green sockets exist.
 pub(crate) const HTTP_SYSTEMS: &[&str] = &["tokio", "may", "may_minihttp"];
+
+/// The echo servers. `filature` joins once green sockets exist.
+pub(crate) const ECHO_SYSTEMS: &[&str] = &["tokio", "may"];
+
+/// A benchmark server in its own process (`exe <command> <system> <port> <workers>`), killed
+/// when dropped.
+pub(crate) struct ServerProcess {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits until it says it listens.
+    pub(crate) fn start(command: &str, system: &str, workers: usize) -> Result<Self, String> {
+        let port = free_port()?;
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args([command, system, &port.to_string(), &workers.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting the {system} server: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("{system} server: {e}"))?;
+        let server = ServerProcess {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        if line.trim() != "listening" {
+            return Err(format!("the {system} server did not start: {line:?}"));
+        }
+        Ok(server)
+    }
+
+    fn proc_file(&self, what: &str) -> Result<String, String> {
+        std::fs::read_to_string(format!("/proc/{}/{what}", self.child.id()))
+            .map_err(|e| format!("/proc/{}/{what}: {e}", self.child.id()))
+    }
+
+    /// CPU time (user + system) the server has used, in microseconds.
+    pub(crate) fn cpu_us(&self) -> Result<f64, String> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = &stat[stat.rfind(')').ok_or("bad stat")? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| -> Result<f64, String> {
+            fields
+                .get(i)
+                .ok_or("short stat")?
+                .parse::<f64>()
+                .map_err(|e| e.to_string())
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok((field(11)? + field(12)?) * 1e6 / hz)
+    }
+
+    /// The server's resident set, in KiB.
+    pub(crate) fn rss_kib(&self) -> Result<f64, String> {
+        let statm = self.proc_file("statm")?;
+        let pages: f64 = statm
+            .split_whitespace()
+            .nth(1)
+            .ok_or("short statm")?
+            .parse()
+            .map_err(|e: std::num::ParseFloatError| e.to_string())?;
+        Ok(pages * 4.0)
+    }
+
+    /// How many file descriptors the server has open.
+    pub(crate) fn fd_count(&self) -> Result<usize, String> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map_err(|e| e.to_string())?
+            .count())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now (the server binds it a moment later).
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
 
 /// Runs server `system` on 127.0.0.1:`port` with `workers` threads (hubs, runtime workers, may
 /// workers); returns only on error.
@@ -137,4 +233,86 @@ fn may_minihttp_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
     server
         .join()
         .map_err(|_| "may_minihttp's server panicked".to_string())
+}
+
+/// Runs echo server `system` on 127.0.0.1:`port` with `workers` threads; returns only on error.
+/// Each connection reads into its own 4 KiB buffer and writes back what it read.
+pub(crate) fn run_echo_server(system: &str, port: u16, workers: usize) -> Result<(), String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    match system {
+        "tokio" => tokio_echo(addr),
+        "may" => may_echo(addr, workers),
+        other => Err(format!("unknown echo server `{other}`")),
+    }
+}
+
+/// The echo loop for blocking-style sockets (filature, may).
+pub(crate) fn echo_connection<S: std::io::Read + std::io::Write>(mut s: S) {
+    let mut buf = [0u8; ECHO_BUF];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Each echo connection's read buffer.
+pub(crate) const ECHO_BUF: usize = 4096;
+
+fn tokio_echo(addr: SocketAddr) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        announce();
+        loop {
+            let (mut s, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; ECHO_BUF];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
+
+fn may_echo(addr: SocketAddr, workers: usize) -> Result<(), String> {
+    may::config().set_workers(workers.max(1));
+    let listener = may::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    announce();
+    for stream in listener.incoming() {
+        match stream {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                may::go!(move || echo_connection(s));
+            }
+            Err(_) => may::coroutine::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    Ok(())
 }
