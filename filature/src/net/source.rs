@@ -1,0 +1,161 @@
+//! `Source`: a non-blocking std socket plus its hub registration and the per-socket settings std
+//! keeps in the kernel (blocking mode, read and write timeouts), which a green socket keeps here.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::deadline::deadline_after;
+use crate::hub::io::{Direction, OnTimeout, Registration};
+
+/// A socket whose fd is in non-blocking mode, and what a blocking call on it needs.
+pub(crate) struct Source<S: AsRawFd> {
+    /// Declared before `io`: dropped (deregistered) while the fd is still open.
+    reg: Registration,
+    io: S,
+    /// `set_nonblocking(true)`: calls return `WouldBlock` instead of parking.
+    nonblocking: AtomicBool,
+    /// Read and write timeouts, normalized as std's getters report them.
+    timeouts: Mutex<[Option<Duration>; 2]>,
+}
+
+impl<S: AsRawFd> Source<S> {
+    /// Wraps `io`, whose fd must be in non-blocking mode already.
+    pub(crate) fn new(io: S) -> Source<S> {
+        Source {
+            reg: Registration::new(io.as_raw_fd()),
+            io,
+            nonblocking: AtomicBool::new(false),
+            timeouts: Mutex::new([None, None]),
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// A call that reads (or accepts, or waits for a datagram), honouring the read timeout.
+    pub(crate) fn read<R>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.call(what, Direction::Read, || op(&self.io))
+    }
+
+    /// A call that writes, honouring the write timeout.
+    pub(crate) fn write<R>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.call(what, Direction::Write, || op(&self.io))
+    }
+
+    fn call<R>(
+        &self,
+        what: &'static str,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut op = op;
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return op();
+        }
+        let deadline = || self.timeouts.lock()[dir as usize].and_then(deadline_after);
+        self.reg.io(what, dir, deadline, would_block, op)
+    }
+
+    /// A call that waits for `dir` until `deadline` (then `on_timeout()`), whatever the
+    /// socket's timeouts and blocking mode (a connect in progress).
+    pub(crate) fn call_until<R>(
+        &self,
+        what: &'static str,
+        dir: Direction,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.reg
+            .io(what, dir, || deadline, on_timeout, || op(&self.io))
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// std's `set_read_timeout`/`set_write_timeout`: a zero duration is `InvalidInput`.
+    pub(crate) fn set_timeout(&self, dir: Direction, t: Option<Duration>) -> io::Result<()> {
+        let t = match t {
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ))
+            }
+            t => t.map(as_timeval),
+        };
+        self.timeouts.lock()[dir as usize] = t;
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        self.timeouts.lock()[dir as usize]
+    }
+
+    /// Deregisters and hands back the socket (still in non-blocking mode).
+    pub(crate) fn into_inner(self) -> S {
+        self.reg.deregister();
+        let Source { io, .. } = self;
+        io
+    }
+
+    /// How many hubs the socket is registered with now.
+    pub(crate) fn registrations(&self) -> usize {
+        self.reg.hubs()
+    }
+}
+
+/// What std reports when `SO_RCVTIMEO`/`SO_SNDTIMEO` expires on Linux: `EAGAIN`, whose kind is
+/// `WouldBlock`.
+fn would_block() -> io::Error {
+    io::Error::from_raw_os_error(libc::EAGAIN)
+}
+
+/// A duration as std's timeout getters give it back: whole microseconds (at least one), seconds
+/// capped at `time_t::MAX` (std stores it in a `timeval`).
+fn as_timeval(d: Duration) -> Duration {
+    let secs = d.as_secs().min(libc::time_t::MAX as u64);
+    let mut micros = d.subsec_micros();
+    if secs == 0 && micros == 0 {
+        micros = 1;
+    }
+    Duration::new(secs, micros * 1000)
+}
+
+impl<S: AsRawFd> Source<S> {
+    /// Blocking mode and timeouts, for `into_std`.
+    pub(crate) fn settings(&self) -> (bool, Option<Duration>, Option<Duration>) {
+        let [read, write] = *self.timeouts.lock();
+        (self.is_nonblocking(), read, write)
+    }
+
+    /// Takes the blocking mode and timeouts of a std socket being converted.
+    pub(crate) fn with_settings(
+        self,
+        nonblocking: bool,
+        read: Option<Duration>,
+        write: Option<Duration>,
+    ) -> Source<S> {
+        self.set_nonblocking(nonblocking);
+        *self.timeouts.lock() = [read.map(as_timeval), write.map(as_timeval)];
+        self
+    }
+}
