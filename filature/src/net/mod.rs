@@ -48,19 +48,19 @@
 //!
 //! # Differences from std
 //!
-//! * **Timeouts** (`set_read_timeout`, `set_write_timeout`) give std's results: a call that
-//!   waits longer fails with `WouldBlock` (`EAGAIN`, what std reports on Linux when
-//!   `SO_RCVTIMEO` expires), a zero duration is `InvalidInput`, the getters report whole
-//!   microseconds. They are kept in the socket object, not in the kernel, so a
-//!   [`try_clone`](TcpStream::try_clone) starts with a copy rather than sharing them.
+//! * **Timeouts** (`set_read_timeout`, `set_write_timeout`) are std's: kept in the kernel
+//!   (`SO_RCVTIMEO`/`SO_SNDTIMEO`, so the getters report the kernel's rounding and clones share
+//!   them), a zero duration is `InvalidInput`, and a call that waits longer fails with
+//!   `WouldBlock` (`EAGAIN`: what std reports on Linux when `SO_RCVTIMEO` expires; `TimedOut` is
+//!   only `connect_timeout`'s). The kernel does not enforce them on a non-blocking fd; the park
+//!   does.
 //! * **Non-blocking mode** ([`set_nonblocking`](TcpStream::set_nonblocking)) makes calls return
 //!   `WouldBlock` instead of parking; such a socket may be used from hub callbacks. It is also
 //!   per object (std's is per open file, shared by clones).
 //! * [`ToSocketAddrs`] is filature's twin of std's (same implementors, same behaviour), because
 //!   host names must be looked up on [`tpool`](crate::tpool), off the hub; literal addresses
 //!   never touch the pool. [`lookup_host`] does the lookup alone.
-//! * `into_std` hands back the std socket deregistered, with the green socket's blocking mode
-//!   and timeouts applied to it.
+//! * `into_std` hands back the std socket deregistered, in the green socket's blocking mode.
 //!
 //! # Accept loops
 //!
@@ -143,40 +143,24 @@ pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
-use std::os::fd::AsFd;
-use std::time::Duration;
-
 use socket2::SockRef;
+use std::os::fd::AsFd;
 
-/// Switches a std socket being adopted to non-blocking mode; returns the blocking mode it had
-/// and its timeouts (a failure to read them counts as "none": the socket is valid, so they do
-/// not fail).
-pub(crate) fn adopt<S: AsFd>(s: &S) -> (bool, Option<Duration>, Option<Duration>) {
+/// Switches a std socket being adopted to non-blocking mode; returns the blocking mode it had.
+pub(crate) fn adopt<S: AsFd>(s: &S) -> bool {
     let sock = SockRef::from(s);
     let nonblocking = sock.nonblocking().unwrap_or(false);
     if let Err(e) = sock.set_nonblocking(true) {
         panic!("filature::net: cannot switch an adopted socket to non-blocking mode: {e}");
     }
-    let read = sock.read_timeout().unwrap_or(None);
-    let write = sock.write_timeout().unwrap_or(None);
-    (nonblocking, read, write)
+    nonblocking
 }
 
-/// Applies a green socket's blocking mode and timeouts to the std socket it becomes. The calls
-/// cannot fail on a valid socket; a failure is logged.
-pub(crate) fn restore<S: AsFd>(
-    s: &S,
-    nonblocking: bool,
-    read: Option<Duration>,
-    write: Option<Duration>,
-) {
-    let sock = SockRef::from(s);
-    let r = sock
-        .set_nonblocking(nonblocking)
-        .and_then(|()| sock.set_read_timeout(read))
-        .and_then(|()| sock.set_write_timeout(write));
-    if let Err(e) = r {
-        tracing::warn!("filature::net: into_std could not restore the socket's settings: {e}");
+/// Gives the std socket a green socket becomes the green socket's blocking mode. Cannot fail on
+/// a valid socket; a failure is logged.
+pub(crate) fn restore<S: AsFd>(s: &S, nonblocking: bool) {
+    if let Err(e) = SockRef::from(s).set_nonblocking(nonblocking) {
+        tracing::warn!("filature::net: into_std could not restore the blocking mode: {e}");
     }
 }
 

@@ -1,35 +1,36 @@
-//! `Source`: a non-blocking std socket plus its hub registration and the per-socket settings std
-//! keeps in the kernel (blocking mode, read and write timeouts), which a green socket keeps here.
+//! `Source`: a non-blocking socket plus its hub registration and its blocking mode.
+//!
+//! Timeouts live where std keeps them, in the kernel (`SO_RCVTIMEO`, `SO_SNDTIMEO`): they have no
+//! effect on a non-blocking fd, but the getters then report what std's report (the kernel rounds
+//! to its clock tick), clones share them as std's do, and a blocking call reads its timeout
+//! there when it is about to park (one `getsockopt` on the slow path only).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use socket2::SockRef;
 
 use crate::deadline::deadline_after;
 use crate::hub::io::{Direction, OnTimeout, Registration};
 
 /// A socket whose fd is in non-blocking mode, and what a blocking call on it needs.
-pub(crate) struct Source<S: AsRawFd> {
+pub(crate) struct Source<S: AsRawFd + AsFd> {
     /// Declared before `io`: dropped (deregistered) while the fd is still open.
     reg: Registration,
     io: S,
     /// `set_nonblocking(true)`: calls return `WouldBlock` instead of parking.
     nonblocking: AtomicBool,
-    /// Read and write timeouts, normalized as std's getters report them.
-    timeouts: Mutex<[Option<Duration>; 2]>,
 }
 
-impl<S: AsRawFd> Source<S> {
+impl<S: AsRawFd + AsFd> Source<S> {
     /// Wraps `io`, whose fd must be in non-blocking mode already.
     pub(crate) fn new(io: S) -> Source<S> {
         Source {
             reg: Registration::new(io.as_raw_fd()),
             io,
             nonblocking: AtomicBool::new(false),
-            timeouts: Mutex::new([None, None]),
         }
     }
 
@@ -65,7 +66,7 @@ impl<S: AsRawFd> Source<S> {
         if self.nonblocking.load(Ordering::Relaxed) {
             return op();
         }
-        let deadline = || self.timeouts.lock()[dir as usize].and_then(deadline_after);
+        let deadline = || self.timeout(dir).and_then(deadline_after);
         self.reg.io(what, dir, deadline, would_block, op)
     }
 
@@ -102,12 +103,25 @@ impl<S: AsRawFd> Source<S> {
             }
             t => t.map(as_timeval),
         };
-        self.timeouts.lock()[dir as usize] = t;
-        Ok(())
+        let sock = SockRef::from(&self.io);
+        match dir {
+            Direction::Read => sock.set_read_timeout(t),
+            Direction::Write => sock.set_write_timeout(t),
+        }
     }
 
+    /// The timeout as the kernel keeps it (`None` if it cannot be read: a socket without one).
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
-        self.timeouts.lock()[dir as usize]
+        self.get_timeout(dir).unwrap_or(None)
+    }
+
+    /// std's `read_timeout`/`write_timeout`.
+    pub(crate) fn get_timeout(&self, dir: Direction) -> io::Result<Option<Duration>> {
+        let sock = SockRef::from(&self.io);
+        match dir {
+            Direction::Read => sock.read_timeout(),
+            Direction::Write => sock.write_timeout(),
+        }
     }
 
     /// Deregisters and hands back the socket (still in non-blocking mode).
@@ -129,8 +143,8 @@ fn would_block() -> io::Error {
     io::Error::from_raw_os_error(libc::EAGAIN)
 }
 
-/// A duration as std's timeout getters give it back: whole microseconds (at least one), seconds
-/// capped at `time_t::MAX` (std stores it in a `timeval`).
+/// A duration as std hands it to the kernel: a `timeval` (whole microseconds, at least one;
+/// seconds capped at `time_t::MAX`).
 fn as_timeval(d: Duration) -> Duration {
     let secs = d.as_secs().min(libc::time_t::MAX as u64);
     let mut micros = d.subsec_micros();
@@ -138,24 +152,4 @@ fn as_timeval(d: Duration) -> Duration {
         micros = 1;
     }
     Duration::new(secs, micros * 1000)
-}
-
-impl<S: AsRawFd> Source<S> {
-    /// Blocking mode and timeouts, for `into_std`.
-    pub(crate) fn settings(&self) -> (bool, Option<Duration>, Option<Duration>) {
-        let [read, write] = *self.timeouts.lock();
-        (self.is_nonblocking(), read, write)
-    }
-
-    /// Takes the blocking mode and timeouts of a std socket being converted.
-    pub(crate) fn with_settings(
-        self,
-        nonblocking: bool,
-        read: Option<Duration>,
-        write: Option<Duration>,
-    ) -> Source<S> {
-        self.set_nonblocking(nonblocking);
-        *self.timeouts.lock() = [read.map(as_timeval), write.map(as_timeval)];
-        self
-    }
 }

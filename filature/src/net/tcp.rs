@@ -162,7 +162,7 @@ impl TcpListener {
     pub fn into_std(self) -> std::net::TcpListener {
         let nonblocking = self.src.is_nonblocking();
         let std: std::net::TcpListener = self.src.into_inner().into();
-        super::restore(&std, nonblocking, None, None);
+        super::restore(&std, nonblocking);
         std
     }
 
@@ -251,14 +251,12 @@ impl TcpStream {
         self.src.get_ref().shutdown(how)
     }
 
-    /// Another handle to the same connection (a `dup`). Timeouts and blocking mode are copied,
-    /// then kept per handle (see the module docs).
+    /// Another handle to the same connection (a `dup`): timeouts are shared, as std's; the
+    /// blocking mode is copied, then kept per handle (see the module docs).
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         let s = TcpStream::from_nonblocking(self.src.get_ref().try_clone()?);
-        let (nb, r, w) = self.src.settings();
-        Ok(TcpStream {
-            src: s.src.with_settings(nb, r, w),
-        })
+        s.src.set_nonblocking(self.src.is_nonblocking());
+        Ok(s)
     }
 
     /// The read timeout: a read that waits longer fails with `WouldBlock` (what std reports on
@@ -272,14 +270,14 @@ impl TcpStream {
         self.src.set_timeout(Direction::Write, dur)
     }
 
-    /// The read timeout, as std reports it (whole microseconds).
+    /// The read timeout, as std reports it (as the kernel rounded it).
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Read))
+        self.src.get_timeout(Direction::Read)
     }
 
-    /// The write timeout, as std reports it (whole microseconds).
+    /// The write timeout, as std reports it.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Write))
+        self.src.get_timeout(Direction::Write)
     }
 
     /// Reads without consuming (`MSG_PEEK`), parking until data or end of stream.
@@ -319,11 +317,12 @@ impl TcpStream {
         Ok(())
     }
 
-    /// The std stream, deregistered from every hub, with this one's blocking mode and timeouts.
+    /// The std stream, deregistered from every hub, in this one's blocking mode (timeouts are
+    /// the socket's already).
     pub fn into_std(self) -> std::net::TcpStream {
-        let (nonblocking, read, write) = self.src.settings();
+        let nonblocking = self.src.is_nonblocking();
         let std = self.src.into_inner();
-        super::restore(&std, nonblocking, read, write);
+        super::restore(&std, nonblocking);
         std
     }
 
@@ -360,19 +359,19 @@ super::forward_io!(TcpStream);
 
 impl From<std::net::TcpStream> for TcpStream {
     /// Adopts a std stream, keeping its blocking mode and timeouts (its fd is switched to
-    /// non-blocking; the green socket parks instead).
+    /// non-blocking mode; the green socket parks instead).
     fn from(std: std::net::TcpStream) -> TcpStream {
-        let (nb, r, w) = super::adopt(&std);
-        TcpStream {
-            src: Source::new(std).with_settings(nb, r, w),
-        }
+        let nonblocking = super::adopt(&std);
+        let src = Source::new(std);
+        src.set_nonblocking(nonblocking);
+        TcpStream { src }
     }
 }
 
 impl From<std::net::TcpListener> for TcpListener {
     /// Adopts a std listener, keeping its blocking mode.
     fn from(std: std::net::TcpListener) -> TcpListener {
-        let (nb, _, _) = super::adopt(&std);
+        let nb = super::adopt(&std);
         let l = TcpListener::from_nonblocking(std);
         l.src.set_nonblocking(nb);
         l

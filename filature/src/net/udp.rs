@@ -73,12 +73,11 @@ impl UdpSocket {
         self.src.get_ref().local_addr()
     }
 
-    /// Another handle to the same socket (a `dup`); timeouts and blocking mode are copied.
+    /// Another handle to the same socket (a `dup`): timeouts shared, blocking mode copied.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        let (nb, r, w) = self.src.settings();
-        Ok(UdpSocket {
-            src: Source::new(self.src.get_ref().try_clone()?).with_settings(nb, r, w),
-        })
+        let src = Source::new(self.src.get_ref().try_clone()?);
+        src.set_nonblocking(self.src.is_nonblocking());
+        Ok(UdpSocket { src })
     }
 
     /// The read timeout: see [`TcpStream::set_read_timeout`](super::TcpStream::set_read_timeout).
@@ -93,12 +92,12 @@ impl UdpSocket {
 
     /// The read timeout, as std reports it.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Read))
+        self.src.get_timeout(Direction::Read)
     }
 
     /// The write timeout, as std reports it.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Write))
+        self.src.get_timeout(Direction::Write)
     }
 
     /// `SO_BROADCAST`.
@@ -202,11 +201,11 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// The std socket, deregistered, with this one's blocking mode and timeouts.
+    /// The std socket, deregistered, in this one's blocking mode.
     pub fn into_std(self) -> std::net::UdpSocket {
-        let (nonblocking, read, write) = self.src.settings();
+        let nonblocking = self.src.is_nonblocking();
         let std = self.src.into_inner();
-        super::restore(&std, nonblocking, read, write);
+        super::restore(&std, nonblocking);
         std
     }
 }
@@ -214,10 +213,10 @@ impl UdpSocket {
 impl From<std::net::UdpSocket> for UdpSocket {
     /// Adopts a std socket, keeping its blocking mode and timeouts.
     fn from(std: std::net::UdpSocket) -> UdpSocket {
-        let (nb, r, w) = super::adopt(&std);
-        UdpSocket {
-            src: Source::new(std).with_settings(nb, r, w),
-        }
+        let nonblocking = super::adopt(&std);
+        let src = Source::new(std);
+        src.set_nonblocking(nonblocking);
+        UdpSocket { src }
     }
 }
 

@@ -142,7 +142,7 @@ impl UnixListener {
     pub fn into_std(self) -> std_unix::UnixListener {
         let nonblocking = self.src.is_nonblocking();
         let std: std_unix::UnixListener = self.src.into_inner().into();
-        super::restore(&std, nonblocking, None, None);
+        super::restore(&std, nonblocking);
         std
     }
 }
@@ -214,12 +214,11 @@ impl UnixStream {
         self.src.get_ref().peer_addr()
     }
 
-    /// Another handle to the same connection (a `dup`); timeouts and blocking mode are copied.
+    /// Another handle to the same connection (a `dup`): timeouts shared, blocking mode copied.
     pub fn try_clone(&self) -> io::Result<UnixStream> {
-        let (nb, r, w) = self.src.settings();
-        Ok(UnixStream {
-            src: Source::new(self.src.get_ref().try_clone()?).with_settings(nb, r, w),
-        })
+        let src = Source::new(self.src.get_ref().try_clone()?);
+        src.set_nonblocking(self.src.is_nonblocking());
+        Ok(UnixStream { src })
     }
 
     /// The read timeout: see [`TcpStream::set_read_timeout`](super::TcpStream::set_read_timeout).
@@ -234,12 +233,12 @@ impl UnixStream {
 
     /// The read timeout, as std reports it.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Read))
+        self.src.get_timeout(Direction::Read)
     }
 
     /// The write timeout, as std reports it.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Write))
+        self.src.get_timeout(Direction::Write)
     }
 
     /// The pending socket error (`SO_ERROR`), cleared.
@@ -258,11 +257,11 @@ impl UnixStream {
         Ok(())
     }
 
-    /// The std stream, deregistered, with this one's blocking mode and timeouts.
+    /// The std stream, deregistered, in this one's blocking mode.
     pub fn into_std(self) -> std_unix::UnixStream {
-        let (nonblocking, read, write) = self.src.settings();
+        let nonblocking = self.src.is_nonblocking();
         let std = self.src.into_inner();
-        super::restore(&std, nonblocking, read, write);
+        super::restore(&std, nonblocking);
         std
     }
 }
@@ -324,12 +323,11 @@ impl UnixDatagram {
         self.src.get_ref().connect(path)
     }
 
-    /// Another handle to the same socket (a `dup`); timeouts and blocking mode are copied.
+    /// Another handle to the same socket (a `dup`): timeouts shared, blocking mode copied.
     pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        let (nb, r, w) = self.src.settings();
-        Ok(UnixDatagram {
-            src: Source::new(self.src.get_ref().try_clone()?).with_settings(nb, r, w),
-        })
+        let src = Source::new(self.src.get_ref().try_clone()?);
+        src.set_nonblocking(self.src.is_nonblocking());
+        Ok(UnixDatagram { src })
     }
 
     /// The local address.
@@ -377,12 +375,12 @@ impl UnixDatagram {
 
     /// The read timeout, as std reports it.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Read))
+        self.src.get_timeout(Direction::Read)
     }
 
     /// The write timeout, as std reports it.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Direction::Write))
+        self.src.get_timeout(Direction::Write)
     }
 
     /// In non-blocking mode calls return `WouldBlock` instead of parking.
@@ -401,11 +399,11 @@ impl UnixDatagram {
         self.src.get_ref().shutdown(how)
     }
 
-    /// The std socket, deregistered, with this one's blocking mode and timeouts.
+    /// The std socket, deregistered, in this one's blocking mode.
     pub fn into_std(self) -> std_unix::UnixDatagram {
-        let (nonblocking, read, write) = self.src.settings();
+        let nonblocking = self.src.is_nonblocking();
         let std = self.src.into_inner();
-        super::restore(&std, nonblocking, read, write);
+        super::restore(&std, nonblocking);
         std
     }
 }
@@ -413,27 +411,27 @@ impl UnixDatagram {
 impl From<std_unix::UnixStream> for UnixStream {
     /// Adopts a std stream, keeping its blocking mode and timeouts.
     fn from(std: std_unix::UnixStream) -> UnixStream {
-        let (nb, r, w) = super::adopt(&std);
-        UnixStream {
-            src: Source::new(std).with_settings(nb, r, w),
-        }
+        let nonblocking = super::adopt(&std);
+        let src = Source::new(std);
+        src.set_nonblocking(nonblocking);
+        UnixStream { src }
     }
 }
 
 impl From<std_unix::UnixDatagram> for UnixDatagram {
     /// Adopts a std socket, keeping its blocking mode and timeouts.
     fn from(std: std_unix::UnixDatagram) -> UnixDatagram {
-        let (nb, r, w) = super::adopt(&std);
-        UnixDatagram {
-            src: Source::new(std).with_settings(nb, r, w),
-        }
+        let nonblocking = super::adopt(&std);
+        let src = Source::new(std);
+        src.set_nonblocking(nonblocking);
+        UnixDatagram { src }
     }
 }
 
 impl From<std_unix::UnixListener> for UnixListener {
     /// Adopts a std listener, keeping its blocking mode.
     fn from(std: std_unix::UnixListener) -> UnixListener {
-        let (nb, _, _) = super::adopt(&std);
+        let nb = super::adopt(&std);
         let l = UnixListener {
             src: Source::new(mio::net::UnixListener::from_std(std)),
         };
