@@ -31,7 +31,10 @@ fn main() {
     }
     hub::scope(|| {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
-        println!("echo: listening on {}", listener.local_addr().expect("local address"));
+        println!(
+            "echo: listening on {}",
+            listener.local_addr().expect("local address")
+        );
         let acceptor = green::spawn(move || loop {
             match listener.accept_with_backoff() {
                 Ok((stream, _peer)) => {

@@ -343,8 +343,8 @@ fn tpool_offload() {
 
 fn green_sockets() {
     section("green sockets: std's API, a green thread per connection");
-    use std::io::{BufRead, BufReader, Write};
     use filature::net::{TcpListener, TcpStream};
+    use std::io::{BufRead, BufReader, Write};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     println!("a server listens on {addr}; each connection gets its own green thread");

@@ -134,20 +134,25 @@ fn two_os_threads_use_one_stream_at_once() {
 
 #[test]
 fn literal_addresses_never_touch_the_pool_but_host_names_do() {
-    in_child("literal_addresses_never_touch_the_pool_but_host_names_do", || {
-        let _w = Watchdog::new("pool", Duration::from_secs(30));
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let _c = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        u.send_to(b"x", ("127.0.0.1", port)).unwrap();
-        assert_eq!(tpool::global().stats().workers, 0);
-        let _c = TcpStream::connect(("localhost", port));
-        let found: Vec<_> = filature::net::lookup_host(("localhost", port)).unwrap().collect();
-        assert!(found.iter().all(|a| a.ip().is_loopback()), "{found:?}");
-        assert!(tpool::global().stats().workers > 0);
-    });
+    in_child(
+        "literal_addresses_never_touch_the_pool_but_host_names_do",
+        || {
+            let _w = Watchdog::new("pool", Duration::from_secs(30));
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let _c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let _c = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+            let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+            u.send_to(b"x", ("127.0.0.1", port)).unwrap();
+            assert_eq!(tpool::global().stats().workers, 0);
+            let _c = TcpStream::connect(("localhost", port));
+            let found: Vec<_> = filature::net::lookup_host(("localhost", port))
+                .unwrap()
+                .collect();
+            assert!(found.iter().all(|a| a.ip().is_loopback()), "{found:?}");
+            assert!(tpool::global().stats().workers > 0);
+        },
+    );
 }
 
 #[test]

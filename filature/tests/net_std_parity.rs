@@ -116,7 +116,7 @@ macro_rules! scenarios {
                 let chunk = vec![0u8; 1 << 16];
                 let r = loop {
                     match (&c).write(&chunk) {
-                        Ok(_) => {}
+                        Ok(n) => assert!(n > 0),
                         Err(e) => break Err::<(), _>(e),
                     }
                 };
