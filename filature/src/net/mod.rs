@@ -164,27 +164,56 @@ pub(crate) fn restore<S: AsFd>(s: &S, nonblocking: bool) {
     }
 }
 
-/// `Read` and `Write` for the owned type through the `&T` impls.
-macro_rules! forward_io {
-    ($t:ty) => {
-        impl std::io::Read for $t {
+/// `Read` and `Write` for a stream and for `&stream` (as std has both), parking on the
+/// stream's read and write readiness.
+macro_rules! stream_io {
+    ($t:ty, $read:literal, $write:literal) => {
+        impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                (&*self).read(buf)
+                self.src
+                    .read($read, |mut s| std::io::Read::read(&mut s, buf))
             }
             fn read_vectored(
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
-                (&*self).read_vectored(bufs)
+                self.src
+                    .read($read, |mut s| std::io::Read::read_vectored(&mut s, bufs))
+            }
+        }
+
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.src
+                    .write($write, |mut s| std::io::Write::write(&mut s, buf))
+            }
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.src
+                    .write($write, |mut s| std::io::Write::write_vectored(&mut s, bufs))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                std::io::Read::read_vectored(&mut &*self, bufs)
             }
         }
 
         impl std::io::Write for $t {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                (&*self).write(buf)
+                std::io::Write::write(&mut &*self, buf)
             }
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                (&*self).write_vectored(bufs)
+                std::io::Write::write_vectored(&mut &*self, bufs)
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
@@ -192,11 +221,90 @@ macro_rules! forward_io {
         }
     };
 }
-pub(crate) use forward_io;
+pub(crate) use stream_io;
 
-/// The fd traits std's socket types have, and conversions to and from `OwnedFd`.
-macro_rules! fd_traits {
+/// std's timeout methods, for the sockets that read and write.
+macro_rules! timeouts {
+    ($t:ty) => {
+        impl $t {
+            /// The read timeout: a read that waits longer fails with `WouldBlock` (what std
+            /// reports on Linux when `SO_RCVTIMEO` expires). `Some(Duration::ZERO)` is
+            /// `InvalidInput`, as in std. Kept in the kernel, as std keeps it.
+            pub fn set_read_timeout(
+                &self,
+                dur: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.src.set_timeout($crate::hub::io::Direction::Read, dur)
+            }
+
+            /// The write timeout; see `set_read_timeout`.
+            pub fn set_write_timeout(
+                &self,
+                dur: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.src.set_timeout($crate::hub::io::Direction::Write, dur)
+            }
+
+            /// The read timeout, as std reports it (as the kernel rounded it).
+            pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                self.src.get_timeout($crate::hub::io::Direction::Read)
+            }
+
+            /// The write timeout, as std reports it.
+            pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                self.src.get_timeout($crate::hub::io::Direction::Write)
+            }
+        }
+    };
+}
+pub(crate) use timeouts;
+
+/// What every green socket has: `try_clone`, `take_error`, `set_nonblocking`, `into_std`,
+/// `Debug`, std's fd traits and conversions to and from `OwnedFd`.
+macro_rules! socket_common {
     ($t:ty, $std:ty) => {
+        impl $t {
+            /// Another handle to the same socket (a `dup`): timeouts and socket options are
+            /// shared, as std's; the blocking mode is copied, then kept per handle.
+            pub fn try_clone(&self) -> std::io::Result<$t> {
+                Ok(Self {
+                    src: self.src.try_clone()?,
+                })
+            }
+
+            /// The pending socket error (`SO_ERROR`), cleared.
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.src.take_error()
+            }
+
+            /// In non-blocking mode calls return `WouldBlock` instead of parking (and may then
+            /// be made from hub callbacks).
+            pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+                self.src.set_nonblocking(nonblocking);
+                Ok(())
+            }
+
+            /// The std socket, deregistered from every hub, in this one's blocking mode
+            /// (timeouts are the socket's already).
+            pub fn into_std(self) -> $std {
+                let nonblocking = self.src.is_nonblocking();
+                let std: $std = self.src.into_inner().into();
+                $crate::net::restore(&std, nonblocking);
+                std
+            }
+
+            /// How many hubs the socket is registered with now (introspection and tests).
+            pub fn registrations(&self) -> usize {
+                self.src.registrations()
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.src.get_ref().fmt(f)
+            }
+        }
+
         impl std::os::fd::AsRawFd for $t {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {
                 self.src.get_ref().as_raw_fd()
@@ -239,4 +347,4 @@ macro_rules! fd_traits {
         }
     };
 }
-pub(crate) use fd_traits;
+pub(crate) use socket_common;

@@ -6,7 +6,7 @@
 //! there when it is about to park (one `getsockopt` on the slow path only).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,22 @@ impl<S: AsRawFd + AsFd> Source<S> {
             Direction::Read => sock.read_timeout(),
             Direction::Write => sock.write_timeout(),
         }
+    }
+
+    /// Another source on a `dup` of the fd (same open file, so non-blocking too), in the same
+    /// blocking mode.
+    pub(crate) fn try_clone(&self) -> io::Result<Source<S>>
+    where
+        S: From<OwnedFd>,
+    {
+        let src = Source::new(S::from(self.io.as_fd().try_clone_to_owned()?));
+        src.set_nonblocking(self.is_nonblocking());
+        Ok(src)
+    }
+
+    /// The pending socket error (`SO_ERROR`), cleared.
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        SockRef::from(&self.io).take_error()
     }
 
     /// Deregisters and hands back the socket (still in non-blocking mode).

@@ -1,7 +1,6 @@
 //! TCP: [`TcpListener`] and [`TcpStream`], std's API on green sockets.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
@@ -128,15 +127,6 @@ impl TcpListener {
         self.src.get_ref().local_addr()
     }
 
-    /// Another handle to the same socket (a `dup`; blocking mode not shared, see the module
-    /// docs).
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        let sock = SockRef::from(self.src.get_ref()).try_clone()?;
-        let l = TcpListener::from_nonblocking(sock.into());
-        l.src.set_nonblocking(self.src.is_nonblocking());
-        Ok(l)
-    }
-
     /// `IP_TTL`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.src.get_ref().set_ttl(ttl)
@@ -145,30 +135,6 @@ impl TcpListener {
     /// `IP_TTL`.
     pub fn ttl(&self) -> io::Result<u32> {
         self.src.get_ref().ttl()
-    }
-
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
-    /// In non-blocking mode [`accept`](Self::accept) returns `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The std listener, deregistered from every hub, in the blocking mode this one had.
-    pub fn into_std(self) -> std::net::TcpListener {
-        let nonblocking = self.src.is_nonblocking();
-        let std: std::net::TcpListener = self.src.into_inner().into();
-        super::restore(&std, nonblocking);
-        std
-    }
-
-    /// How many hubs the socket is registered with now (introspection and tests).
-    pub fn registrations(&self) -> usize {
-        self.src.registrations()
     }
 }
 
@@ -251,35 +217,6 @@ impl TcpStream {
         self.src.get_ref().shutdown(how)
     }
 
-    /// Another handle to the same connection (a `dup`): timeouts are shared, as std's; the
-    /// blocking mode is copied, then kept per handle (see the module docs).
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        let s = TcpStream::from_nonblocking(self.src.get_ref().try_clone()?);
-        s.src.set_nonblocking(self.src.is_nonblocking());
-        Ok(s)
-    }
-
-    /// The read timeout: a read that waits longer fails with `WouldBlock` (what std reports on
-    /// Linux when `SO_RCVTIMEO` expires). `Some(Duration::ZERO)` is `InvalidInput`, as in std.
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Read, dur)
-    }
-
-    /// The write timeout; see [`set_read_timeout`](Self::set_read_timeout).
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Write, dur)
-    }
-
-    /// The read timeout, as std reports it (as the kernel rounded it).
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Read)
-    }
-
-    /// The write timeout, as std reports it.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Write)
-    }
-
     /// Reads without consuming (`MSG_PEEK`), parking until data or end of stream.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.src.read("TcpStream::peek", |s| s.peek(buf))
@@ -304,58 +241,10 @@ impl TcpStream {
     pub fn ttl(&self) -> io::Result<u32> {
         self.src.get_ref().ttl()
     }
-
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
-    /// In non-blocking mode reads and writes return `WouldBlock` instead of parking (and may be
-    /// called from hub callbacks).
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The std stream, deregistered from every hub, in this one's blocking mode (timeouts are
-    /// the socket's already).
-    pub fn into_std(self) -> std::net::TcpStream {
-        let nonblocking = self.src.is_nonblocking();
-        let std = self.src.into_inner();
-        super::restore(&std, nonblocking);
-        std
-    }
-
-    /// How many hubs the socket is registered with now (introspection and tests).
-    pub fn registrations(&self) -> usize {
-        self.src.registrations()
-    }
 }
 
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.src.read("TcpStream::read", |mut s| s.read(buf))
-    }
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.src
-            .read("TcpStream::read", |mut s| s.read_vectored(bufs))
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.src.write("TcpStream::write", |mut s| s.write(buf))
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.src
-            .write("TcpStream::write", |mut s| s.write_vectored(bufs))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-super::forward_io!(TcpStream);
+super::stream_io!(TcpStream, "TcpStream::read", "TcpStream::write");
+super::timeouts!(TcpStream);
 
 impl From<std::net::TcpStream> for TcpStream {
     /// Adopts a std stream, keeping its blocking mode and timeouts (its fd is switched to
@@ -378,17 +267,5 @@ impl From<std::net::TcpListener> for TcpListener {
     }
 }
 
-super::fd_traits!(TcpStream, std::net::TcpStream);
-super::fd_traits!(TcpListener, std::net::TcpListener);
-
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
-
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
+super::socket_common!(TcpStream, std::net::TcpStream);
+super::socket_common!(TcpListener, std::net::TcpListener);

@@ -1,13 +1,10 @@
 //! UDP: [`UdpSocket`], std's API on a green socket.
 
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
 
 use super::addr::{each_addr, ToSocketAddrs};
 use super::source::Source;
-use crate::hub::io::Direction;
 
 /// A UDP socket, as [`std::net::UdpSocket`]: receiving parks only the calling green thread.
 ///
@@ -71,33 +68,6 @@ impl UdpSocket {
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.src.get_ref().local_addr()
-    }
-
-    /// Another handle to the same socket (a `dup`): timeouts shared, blocking mode copied.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        let src = Source::new(self.src.get_ref().try_clone()?);
-        src.set_nonblocking(self.src.is_nonblocking());
-        Ok(UdpSocket { src })
-    }
-
-    /// The read timeout: see [`TcpStream::set_read_timeout`](super::TcpStream::set_read_timeout).
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Read, dur)
-    }
-
-    /// The write timeout.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Write, dur)
-    }
-
-    /// The read timeout, as std reports it.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Read)
-    }
-
-    /// The write timeout, as std reports it.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Write)
     }
 
     /// `SO_BROADCAST`.
@@ -170,11 +140,6 @@ impl UdpSocket {
         self.src.get_ref().ttl()
     }
 
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
     /// Connects to the first of `addr`'s addresses that works: `send`/`recv` then talk to it.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
         each_addr(&addr, |a| self.src.get_ref().connect(a))
@@ -194,20 +159,6 @@ impl UdpSocket {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.src.read("UdpSocket::peek", |s| s.peek(buf))
     }
-
-    /// In non-blocking mode calls return `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The std socket, deregistered, in this one's blocking mode.
-    pub fn into_std(self) -> std::net::UdpSocket {
-        let nonblocking = self.src.is_nonblocking();
-        let std = self.src.into_inner();
-        super::restore(&std, nonblocking);
-        std
-    }
 }
 
 impl From<std::net::UdpSocket> for UdpSocket {
@@ -220,10 +171,5 @@ impl From<std::net::UdpSocket> for UdpSocket {
     }
 }
 
-super::fd_traits!(UdpSocket, std::net::UdpSocket);
-
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
+super::socket_common!(UdpSocket, std::net::UdpSocket);
+super::timeouts!(UdpSocket);

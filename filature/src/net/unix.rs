@@ -1,14 +1,13 @@
 //! Unix domain sockets: [`UnixListener`], [`UnixStream`], [`UnixDatagram`], std's API
 //! (`std::os::unix::net`) on green sockets.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::{self as std_unix, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::source::Source;
 use crate::hub::io::Direction;
@@ -116,35 +115,6 @@ impl UnixListener {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.src.get_ref().local_addr()
     }
-
-    /// Another handle to the same socket (a `dup`).
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        let sock: std_unix::UnixListener = SockRef::from(self.src.get_ref()).try_clone()?.into();
-        let l = UnixListener {
-            src: Source::new(mio::net::UnixListener::from_std(sock)),
-        };
-        l.src.set_nonblocking(self.src.is_nonblocking());
-        Ok(l)
-    }
-
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
-    /// In non-blocking mode [`accept`](Self::accept) returns `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The std listener, deregistered, in this one's blocking mode.
-    pub fn into_std(self) -> std_unix::UnixListener {
-        let nonblocking = self.src.is_nonblocking();
-        let std: std_unix::UnixListener = self.src.into_inner().into();
-        super::restore(&std, nonblocking);
-        std
-    }
 }
 
 /// A Unix stream connect that found the listener's backlog full (`EAGAIN`) retries after these
@@ -214,82 +184,14 @@ impl UnixStream {
         self.src.get_ref().peer_addr()
     }
 
-    /// Another handle to the same connection (a `dup`): timeouts shared, blocking mode copied.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        let src = Source::new(self.src.get_ref().try_clone()?);
-        src.set_nonblocking(self.src.is_nonblocking());
-        Ok(UnixStream { src })
-    }
-
-    /// The read timeout: see [`TcpStream::set_read_timeout`](super::TcpStream::set_read_timeout).
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Read, dur)
-    }
-
-    /// The write timeout.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Write, dur)
-    }
-
-    /// The read timeout, as std reports it.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Read)
-    }
-
-    /// The write timeout, as std reports it.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Write)
-    }
-
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
     /// Shuts down the read half, the write half or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.src.get_ref().shutdown(how)
     }
-
-    /// In non-blocking mode reads and writes return `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The std stream, deregistered, in this one's blocking mode.
-    pub fn into_std(self) -> std_unix::UnixStream {
-        let nonblocking = self.src.is_nonblocking();
-        let std = self.src.into_inner();
-        super::restore(&std, nonblocking);
-        std
-    }
 }
 
-impl Read for &UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.src.read("UnixStream::read", |mut s| s.read(buf))
-    }
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.src
-            .read("UnixStream::read", |mut s| s.read_vectored(bufs))
-    }
-}
-
-impl Write for &UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.src.write("UnixStream::write", |mut s| s.write(buf))
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.src
-            .write("UnixStream::write", |mut s| s.write_vectored(bufs))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-super::forward_io!(UnixStream);
+super::stream_io!(UnixStream, "UnixStream::read", "UnixStream::write");
+super::timeouts!(UnixStream);
 
 impl UnixDatagram {
     /// A socket bound to `path`.
@@ -321,13 +223,6 @@ impl UnixDatagram {
     /// Connects to the socket at `path`: `send`/`recv` then talk to it.
     pub fn connect<P: AsRef<Path>>(&self, path: P) -> io::Result<()> {
         self.src.get_ref().connect(path)
-    }
-
-    /// Another handle to the same socket (a `dup`): timeouts shared, blocking mode copied.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        let src = Source::new(self.src.get_ref().try_clone()?);
-        src.set_nonblocking(self.src.is_nonblocking());
-        Ok(UnixDatagram { src })
     }
 
     /// The local address.
@@ -363,48 +258,9 @@ impl UnixDatagram {
         self.src.write("UnixDatagram::send", |s| s.send(buf))
     }
 
-    /// The read timeout: see [`TcpStream::set_read_timeout`](super::TcpStream::set_read_timeout).
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Read, dur)
-    }
-
-    /// The write timeout.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Direction::Write, dur)
-    }
-
-    /// The read timeout, as std reports it.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Read)
-    }
-
-    /// The write timeout, as std reports it.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        self.src.get_timeout(Direction::Write)
-    }
-
-    /// In non-blocking mode calls return `WouldBlock` instead of parking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.src.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// The pending socket error (`SO_ERROR`), cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get_ref().take_error()
-    }
-
     /// Shuts down the read half, the write half or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.src.get_ref().shutdown(how)
-    }
-
-    /// The std socket, deregistered, in this one's blocking mode.
-    pub fn into_std(self) -> std_unix::UnixDatagram {
-        let nonblocking = self.src.is_nonblocking();
-        let std = self.src.into_inner();
-        super::restore(&std, nonblocking);
-        std
     }
 }
 
@@ -440,24 +296,7 @@ impl From<std_unix::UnixListener> for UnixListener {
     }
 }
 
-super::fd_traits!(UnixStream, std_unix::UnixStream);
-super::fd_traits!(UnixDatagram, std_unix::UnixDatagram);
-super::fd_traits!(UnixListener, std_unix::UnixListener);
-
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
-
-impl fmt::Debug for UnixDatagram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
-
-impl fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.src.get_ref().fmt(f)
-    }
-}
+super::socket_common!(UnixStream, std_unix::UnixStream);
+super::socket_common!(UnixDatagram, std_unix::UnixDatagram);
+super::timeouts!(UnixDatagram);
+super::socket_common!(UnixListener, std_unix::UnixListener);
