@@ -132,21 +132,22 @@ impl ScheduledIo {
 
     /// Takes the fd out of this hub's epoll set and frees its table entry (see "Moving a
     /// socket"). `fd` must still be open.
-    fn release(self: Arc<Self>, fd: RawFd) {
+    /// (Takes the `Arc` as an argument: loom's `Arc` cannot be a receiver.)
+    fn release(this: Arc<Self>, fd: RawFd) {
         // Fails only if the fd was never added (or the epoll is gone, impossible while we hold
         // the registry); either way nothing is left registered.
-        let _ = self.hub.registry.deregister(&mut SourceFd(&fd));
+        let _ = this.hub.registry.deregister(&mut SourceFd(&fd));
         match super::existing_core() {
-            Some(core) if Arc::ptr_eq(&core.shared, &self.hub) => core.io_table_free(&self),
+            Some(core) if Arc::ptr_eq(&core.shared, &this.hub) => core.io_table_free(&this),
             _ => {
                 let handle = HubHandle {
-                    shared: self.hub.clone(),
+                    shared: this.hub.clone(),
                 };
                 // Refused only when the hub is closed: its table is gone, or goes with its core.
                 let _ = handle.call(move || {
                     if let Some(core) = super::existing_core() {
-                        if Arc::ptr_eq(&core.shared, &self.hub) {
-                            core.io_table_free(&self);
+                        if Arc::ptr_eq(&core.shared, &this.hub) {
+                            core.io_table_free(&this);
                         }
                     }
                 });
@@ -316,7 +317,7 @@ impl Registration {
             if s.has_waiters() && !s.hub.inbox.is_closed() {
                 kept.push(s);
             } else {
-                s.release(self.fd);
+                ScheduledIo::release(s, self.fd);
             }
         }
         *list = kept;
@@ -329,7 +330,7 @@ impl Registration {
     pub(crate) fn deregister(&self) {
         let list = std::mem::take(&mut *self.scheduled.lock());
         for s in list {
-            s.release(self.fd);
+            ScheduledIo::release(s, self.fd);
         }
     }
 
