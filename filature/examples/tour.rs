@@ -36,6 +36,7 @@ fn main() {
     thread_pool();
     event_queue();
     tpool_offload();
+    green_sockets();
     named_threads();
     thread_exit();
     attribute_macros();
@@ -338,6 +339,53 @@ fn tpool_offload() {
     println!(
         "meanwhile another green thread on {thread:?} ticked {} times: only the caller waited",
         ticks.borrow()
+    );
+}
+
+fn green_sockets() {
+    section("green sockets: std's API, a green thread per connection");
+    use filature::net::{TcpListener, TcpStream};
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    println!("a server listens on {addr}; each connection gets its own green thread");
+    let server = green::spawn(move || {
+        let (stream, peer) = listener.accept().expect("accept");
+        green::spawn(move || {
+            // A line protocol written as for std::net: BufReader + lines().
+            let mut out = stream.try_clone().expect("clone");
+            for line in BufReader::new(stream).lines() {
+                let line = line.expect("line");
+                writeln!(out, "{} bytes from {peer}", line.len()).expect("write");
+            }
+        });
+    });
+    let ticks = Rc::new(std::cell::Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = green::spawn(move || loop {
+        t.set(t.get() + 1);
+        green::sleep(Duration::from_millis(1));
+    });
+    let client = green::spawn(move || {
+        let stream = TcpStream::connect(addr).expect("connect");
+        let mut w = stream.try_clone().expect("clone");
+        let mut answers = BufReader::new(stream).lines();
+        let mut got = Vec::new();
+        for word in ["hello", "green", "sockets"] {
+            writeln!(w, "{word}").expect("write");
+            got.push(answers.next().expect("answer").expect("line"));
+            green::sleep(Duration::from_millis(5));
+        }
+        got
+    });
+    for answer in client.join() {
+        println!("  client got: {answer}");
+    }
+    ticker.kill();
+    server.join();
+    println!(
+        "meanwhile another green thread on the same hub ticked {} times: socket waits park only their green thread",
+        ticks.get()
     );
 }
 

@@ -90,6 +90,7 @@ mod loom;
 pub mod deferred;
 pub mod green;
 pub mod hub;
+pub mod net;
 pub mod pool;
 pub mod reactor;
 pub mod sync;

@@ -121,6 +121,11 @@ impl Parker {
         })
     }
 
+    /// The core of the caller's hub.
+    pub(crate) fn core(&self) -> &Rc<Core> {
+        &self.core
+    }
+
     pub(crate) fn unparker(&self) -> &Unparker {
         match &self.green {
             Some(g) => &g.cell,

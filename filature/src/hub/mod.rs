@@ -91,6 +91,7 @@
 mod detector;
 mod exit;
 pub(crate) mod inbox;
+pub(crate) mod io;
 mod snapshot;
 mod task;
 pub(crate) mod timer;
@@ -147,6 +148,10 @@ pub(crate) enum Msg {
 pub(crate) struct HubShared {
     inbox: Inbox<Msg>,
     waker: mio::Waker,
+    /// A clone of the loop's mio registry, for registering sockets from any thread that holds
+    /// this handle; it keeps the epoll instance alive as long as the shared half lives (see
+    /// `io.rs`).
+    registry: mio::Registry,
     stop: AtomicBool,
     name: String,
     /// What the loop runs now, for the blocking detector (written by the hub's thread only).
@@ -309,6 +314,8 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<HubShared>,
     poll: RefCell<mio::Poll>,
     events: RefCell<mio::Events>,
+    /// Registered sockets by token (see `io.rs`).
+    io: RefCell<io::IoTable>,
     pub(crate) ready: RefCell<VecDeque<Rc<Green>>>,
     /// Green threads by slot, for wake-ups that arrive as a slot number.
     greens: RefCell<Slots>,
@@ -369,9 +376,11 @@ impl HubShared {
     pub(crate) fn detached() -> Arc<HubShared> {
         let poll = mio::Poll::new().expect("epoll");
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN).expect("eventfd");
+        let registry = poll.registry().try_clone().expect("epoll dup");
         Arc::new(HubShared {
             inbox: Inbox::new(),
             waker,
+            registry,
             stop: AtomicBool::new(false),
             name: "model".into(),
             activity: detector::Activity::default(),
@@ -384,6 +393,10 @@ impl Core {
         let poll = mio::Poll::new().expect("filature: cannot create an epoll instance");
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)
             .expect("filature: cannot create an eventfd waker");
+        let registry = poll
+            .registry()
+            .try_clone()
+            .expect("filature: cannot duplicate the epoll instance");
         let name = std::thread::current()
             .name()
             .map(str::to_owned)
@@ -391,6 +404,7 @@ impl Core {
         let shared = Arc::new(HubShared {
             inbox: Inbox::new(),
             waker,
+            registry,
             stop: AtomicBool::new(false),
             name,
             activity: detector::Activity::default(),
@@ -403,6 +417,7 @@ impl Core {
             shared,
             poll: RefCell::new(poll),
             events: RefCell::new(mio::Events::with_capacity(256)),
+            io: RefCell::default(),
             ready: RefCell::new(VecDeque::new()),
             greens: RefCell::new(Slots::default()),
             timers: RefCell::new(Timers::default()),
@@ -713,7 +728,15 @@ impl Core {
                 tracing::error!(hub = %self.shared.name, "poll failed: {e}");
             }
         }
-        // Only the waker is registered so far; its events need no handling (edge-triggered).
+        // The waker's events need no handling (edge-triggered); sockets' go to their waiters.
+        if events.is_empty() {
+            return;
+        }
+        for event in events.iter() {
+            if event.token() != WAKER_TOKEN {
+                self.dispatch_io(event);
+            }
+        }
     }
 
     /// Resumes a ready green thread (the loop's side of a switch), pointing `current` at it for
@@ -825,7 +848,8 @@ impl Core {
         self.delayed_spawns.borrow_mut().clear();
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         let local = std::mem::take(&mut *self.local.borrow_mut());
-        drop((unrun, timers, local));
+        let registrations = self.io.borrow_mut().clear();
+        drop((unrun, timers, local, registrations));
     }
 
     /// Green threads alive on this hub (started or not).
@@ -866,6 +890,10 @@ impl Core {
         self.run_main_jobs();
         self.settle();
         self.kill_and_unwind(grace, quiet);
+        // Every waiter is gone with its green thread; sockets that outlive the hub deregister
+        // themselves when next used or dropped (see `io.rs`).
+        let registrations = self.io.borrow_mut().clear();
+        drop(registrations);
         task::fail_all_pending();
         let actions = self.timers.borrow_mut().clear();
         let spawns = std::mem::take(&mut *self.delayed_spawns.borrow_mut());
@@ -1283,6 +1311,8 @@ pub struct HubStats {
     pub timers: usize,
     /// Items posted by other threads, not yet run.
     pub inbox: usize,
+    /// Sockets registered with the hub's poller (see [`crate::net`]).
+    pub io_registrations: usize,
 }
 
 /// Counts of the current hub's green threads, timers and inbox.
@@ -1292,5 +1322,6 @@ pub fn stats() -> HubStats {
         ready: c.ready.borrow().len(),
         timers: c.timers.borrow().len(),
         inbox: c.shared.inbox.len(),
+        io_registrations: c.io.borrow().len(),
     })
 }

@@ -73,6 +73,10 @@ impl WaiterList {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     pub(crate) fn contains(&self, w: &Waiter) -> bool {
         self.first.as_ref().is_some_and(|f| f.same(w)) || self.rest.iter().any(|x| x.same(w))
     }

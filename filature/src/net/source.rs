@@ -1,0 +1,171 @@
+//! `Source`: a non-blocking socket plus its hub registration and its blocking mode.
+//!
+//! Timeouts live where std keeps them, in the kernel (`SO_RCVTIMEO`, `SO_SNDTIMEO`): they have no
+//! effect on a non-blocking fd, but the getters then report what std's report (the kernel rounds
+//! to its clock tick), clones share them as std's do, and a blocking call reads its timeout
+//! there when it is about to park (one `getsockopt` on the slow path only).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+
+use crate::deadline::deadline_after;
+use crate::hub::io::{Direction, OnTimeout, Registration};
+
+/// A socket whose fd is in non-blocking mode, and what a blocking call on it needs.
+pub(crate) struct Source<S: AsRawFd + AsFd> {
+    /// Declared before `io`: dropped (deregistered) while the fd is still open.
+    reg: Registration,
+    io: S,
+    /// `set_nonblocking(true)`: calls return `WouldBlock` instead of parking.
+    nonblocking: AtomicBool,
+}
+
+impl<S: AsRawFd + AsFd> Source<S> {
+    /// Wraps `io`, whose fd must be in non-blocking mode already.
+    pub(crate) fn new(io: S) -> Source<S> {
+        Source {
+            reg: Registration::new(io.as_raw_fd()),
+            io,
+            nonblocking: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// A call that reads (or accepts, or waits for a datagram), honouring the read timeout.
+    pub(crate) fn read<R>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.call(what, Direction::Read, || op(&self.io))
+    }
+
+    /// A call that writes, honouring the write timeout.
+    pub(crate) fn write<R>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.call(what, Direction::Write, || op(&self.io))
+    }
+
+    fn call<R>(
+        &self,
+        what: &'static str,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut op = op;
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return op();
+        }
+        let deadline = || self.timeout(dir).and_then(deadline_after);
+        self.reg.io(what, dir, deadline, would_block, op)
+    }
+
+    /// A call that waits for `dir` until `deadline` (then `on_timeout()`), whatever the
+    /// socket's timeouts and blocking mode (a connect in progress).
+    pub(crate) fn call_until<R>(
+        &self,
+        what: &'static str,
+        dir: Direction,
+        deadline: Option<Instant>,
+        on_timeout: OnTimeout,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.reg
+            .io(what, dir, || deadline, on_timeout, || op(&self.io))
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// std's `set_read_timeout`/`set_write_timeout`: a zero duration is `InvalidInput`.
+    pub(crate) fn set_timeout(&self, dir: Direction, t: Option<Duration>) -> io::Result<()> {
+        let t = match t {
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ))
+            }
+            t => t.map(as_timeval),
+        };
+        let sock = SockRef::from(&self.io);
+        match dir {
+            Direction::Read => sock.set_read_timeout(t),
+            Direction::Write => sock.set_write_timeout(t),
+        }
+    }
+
+    /// The timeout as the kernel keeps it (`None` if it cannot be read: a socket without one).
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        self.get_timeout(dir).unwrap_or(None)
+    }
+
+    /// std's `read_timeout`/`write_timeout`.
+    pub(crate) fn get_timeout(&self, dir: Direction) -> io::Result<Option<Duration>> {
+        let sock = SockRef::from(&self.io);
+        match dir {
+            Direction::Read => sock.read_timeout(),
+            Direction::Write => sock.write_timeout(),
+        }
+    }
+
+    /// Another source on a `dup` of the fd (same open file, so non-blocking too), in the same
+    /// blocking mode.
+    pub(crate) fn try_clone(&self) -> io::Result<Source<S>>
+    where
+        S: From<OwnedFd>,
+    {
+        let src = Source::new(S::from(self.io.as_fd().try_clone_to_owned()?));
+        src.set_nonblocking(self.is_nonblocking());
+        Ok(src)
+    }
+
+    /// The pending socket error (`SO_ERROR`), cleared.
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        SockRef::from(&self.io).take_error()
+    }
+
+    /// Deregisters and hands back the socket (still in non-blocking mode).
+    pub(crate) fn into_inner(self) -> S {
+        self.reg.deregister();
+        let Source { io, .. } = self;
+        io
+    }
+
+    /// How many hubs the socket is registered with now.
+    pub(crate) fn registrations(&self) -> usize {
+        self.reg.hubs()
+    }
+}
+
+/// What std reports when `SO_RCVTIMEO`/`SO_SNDTIMEO` expires on Linux: `EAGAIN`, whose kind is
+/// `WouldBlock`.
+fn would_block() -> io::Error {
+    io::Error::from_raw_os_error(libc::EAGAIN)
+}
+
+/// A duration as std hands it to the kernel: a `timeval` (whole microseconds, at least one;
+/// seconds capped at `time_t::MAX`).
+fn as_timeval(d: Duration) -> Duration {
+    let secs = d.as_secs().min(libc::time_t::MAX as u64);
+    let mut micros = d.subsec_micros();
+    if secs == 0 && micros == 0 {
+        micros = 1;
+    }
+    Duration::new(secs, micros * 1000)
+}
