@@ -75,3 +75,22 @@ fn delayed_spawn_listener_runs_once_and_join_agrees() {
     assert!(h.join_result().unwrap_err().is_killed());
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
+
+/// A plain thread (no scope, no exit hook: no green thread is alive at its last wait) whose green
+/// thread ended in its last pass, or which linked a finished green thread and then ended: the
+/// listener was queued for a next pass that never came, and was dropped unrun.
+#[test]
+fn listener_queued_when_a_plain_thread_ends() {
+    let ended_in_last_pass = listener_outcomes(|tell| {
+        let h = green::spawn(|| 1);
+        h.link(move |r| tell(matches!(r, Ok(1))));
+        green::sleep(Duration::ZERO); // the green thread runs and ends; its listener is queued
+    });
+    assert_eq!(ended_in_last_pass, [true]);
+    let linked_after_the_end = listener_outcomes(|tell| {
+        let h = green::spawn(|| 1);
+        green::sleep(Duration::from_millis(1));
+        h.link(move |r| tell(matches!(r, Ok(1)))); // queued for the hub's next pass
+    });
+    assert_eq!(linked_after_the_end, [true]);
+}
