@@ -282,7 +282,7 @@ fn counting_listener(count: &Arc<AtomicUsize>) -> impl FnOnce(&Result<u32, JoinE
 /// pass runs the listeners. The caller joins `handle` from the model's main thread meanwhile.
 fn complete_while_joining(shared: std::sync::Arc<JoinShared<u32>>, handle: JoinHandle<u32>) {
     let hub = thread::spawn(move || {
-        if shared.complete_inner(Ok(7), true) {
+        if shared.complete_inner(Ok(7)) {
             shared.run_links();
         }
     });

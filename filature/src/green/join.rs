@@ -145,8 +145,13 @@ pub(crate) trait Complete {
 }
 
 impl<T> Complete for JoinShared<T> {
+    /// The green thread will never run on its hub again (a spawn dropped before it started, or
+    /// a green thread abandoned): no pass of that hub will run its listeners, so they run here,
+    /// on this thread, as they do for a link made from another thread after the end.
     fn complete_killed(&self) {
-        self.complete_inner(Err(JoinError::Killed), false);
+        if self.complete_inner(Err(JoinError::Killed)) {
+            self.run_links();
+        }
     }
 }
 
@@ -182,18 +187,14 @@ impl<T> JoinShared<T> {
     where
         T: 'static,
     {
-        if self.complete_inner(outcome, true) {
+        if self.complete_inner(outcome) {
             let me = self.clone();
             crate::hub::with_core(|c| c.defer(Box::new(move || me.run_links())));
         }
     }
 
     /// Returns true if listeners must be run.
-    pub(crate) fn complete_inner(
-        &self,
-        outcome: Result<T, JoinError>,
-        can_run_links: bool,
-    ) -> bool {
+    pub(crate) fn complete_inner(&self, outcome: Result<T, JoinError>) -> bool {
         let mut st = self.state.lock();
         if !matches!(st.outcome, Outcome::Pending) {
             return false;
@@ -216,10 +217,7 @@ impl<T> JoinShared<T> {
         // and then locks sees the outcome (the lock orders it too).
         self.done.store(true, Ordering::Release);
         let waiters = std::mem::take(&mut st.waiters);
-        let run_links = can_run_links && !st.links.is_empty();
-        if !can_run_links {
-            st.links.clear();
-        }
+        let run_links = !st.links.is_empty();
         drop(st);
         waiters.wake_all();
         run_links

@@ -810,8 +810,9 @@ impl Core {
     /// in the module docs): the loop can no longer be driven. Green threads still parked or not
     /// yet started are abandoned with their joiners told they were killed: their frames are
     /// frozen and their stacks leaked, never resumed. The inbox is closed so later posts are
-    /// refused; what is left unrun (timers, delayed spawns, queued calls) is dropped, which
-    /// settles the handles of spawns that will never start as killed.
+    /// refused; what is left unrun (timers, delayed spawns, posted calls) is dropped, which
+    /// settles the handles of spawns that will never start as killed; callbacks already queued
+    /// for the next pass (link listeners) run.
     ///
     /// Parked green threads here mean no hook or scope could unwind them in time: said loudly,
     /// except on the main thread at process exit. A lent stack aborts (its job could outlive the
@@ -847,9 +848,15 @@ impl Core {
         let unrun = self.shared.inbox.close();
         self.delayed_spawns.borrow_mut().clear();
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
-        let local = std::mem::take(&mut *self.local.borrow_mut());
         let registrations = self.io.borrow_mut().clear();
-        drop((unrun, timers, local, registrations));
+        drop((unrun, timers, registrations));
+        // Callbacks already queued were promised a run (link listeners of a green thread that
+        // ended in the thread's last pass, or that was linked after it ended): they run here, as
+        // `shut_down` runs them, instead of being dropped with the queue.
+        let local: Vec<_> = self.local.borrow_mut().drain(..).collect();
+        for f in local {
+            self.run_callback("hub callback", f);
+        }
     }
 
     /// Green threads alive on this hub (started or not).
