@@ -22,6 +22,10 @@ use crate::System;
 pub(crate) fn systems() -> Vec<System> {
     vec![
         System {
+            name: "filature",
+            run: |cfg| metrics_for("filature", cfg),
+        },
+        System {
             name: "tokio",
             run: |cfg| metrics_for("tokio", cfg),
         },

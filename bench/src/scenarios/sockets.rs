@@ -35,18 +35,27 @@ macro_rules! entry {
 }
 
 pub(crate) fn echo_systems() -> Vec<System> {
-    vec![entry!("echo", "tokio"), entry!("echo", "may")]
+    vec![
+        entry!("echo", "filature"),
+        entry!("echo", "tokio"),
+        entry!("echo", "may"),
+    ]
 }
 
 pub(crate) fn connect_rate_systems() -> Vec<System> {
     vec![
+        entry!("connect_rate", "filature"),
         entry!("connect_rate", "tokio"),
         entry!("connect_rate", "may"),
     ]
 }
 
 pub(crate) fn conns_systems() -> Vec<System> {
-    vec![entry!("conns", "tokio"), entry!("conns", "may")]
+    vec![
+        entry!("conns", "filature"),
+        entry!("conns", "tokio"),
+        entry!("conns", "may"),
+    ]
 }
 
 /// Each scenario's samples, measured once for all its systems.

@@ -18,11 +18,11 @@ pub(crate) const HTTP_SERVER_COMMAND: &str = "__http_server";
 /// The hidden sub-command that runs one echo server.
 pub(crate) const ECHO_SERVER_COMMAND: &str = "__echo_server";
 
-/// The HTTP servers. `filature` joins once green sockets exist.
-pub(crate) const HTTP_SYSTEMS: &[&str] = &["tokio", "may", "may_minihttp"];
+/// The HTTP servers.
+pub(crate) const HTTP_SYSTEMS: &[&str] = &["filature", "tokio", "may", "may_minihttp"];
 
-/// The echo servers. `filature` joins once green sockets exist.
-pub(crate) const ECHO_SYSTEMS: &[&str] = &["tokio", "may"];
+/// The echo servers.
+pub(crate) const ECHO_SYSTEMS: &[&str] = &["filature", "tokio", "may"];
 
 /// A benchmark server in its own process (`exe <command> <system> <port> <workers>`), killed
 /// when dropped.
@@ -118,6 +118,7 @@ fn free_port() -> Result<u16, String> {
 pub(crate) fn run_http_server(system: &str, port: u16, workers: usize) -> Result<(), String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match system {
+        "filature" => filature_server(addr, workers, http_core::connection),
         "tokio" => tokio_server(addr, workers),
         "may" => may_server(addr, workers),
         "may_minihttp" => may_minihttp_server(addr, workers),
@@ -240,6 +241,7 @@ fn may_minihttp_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
 pub(crate) fn run_echo_server(system: &str, port: u16, workers: usize) -> Result<(), String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match system {
+        "filature" => filature_server(addr, workers, echo_connection),
         "tokio" => tokio_echo(addr),
         "may" => may_echo(addr, workers),
         other => Err(format!("unknown echo server `{other}`")),
@@ -315,4 +317,44 @@ fn may_echo(addr: SocketAddr, workers: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A filature server: `hubs` OS threads, each a hub inside `hub::scope` with its own
+/// `SO_REUSEPORT` listener on `addr` (the kernel spreads connections over them), a green thread
+/// per connection running `serve`.
+fn filature_server(
+    addr: SocketAddr,
+    hubs: usize,
+    serve: fn(filature::net::TcpStream),
+) -> Result<(), String> {
+    use filature::{green, hub, net::TcpListener};
+    let mut listeners = Vec::new();
+    for _ in 0..hubs.max(1) {
+        listeners.push(TcpListener::bind_reuseport(addr).map_err(|e| e.to_string())?);
+    }
+    announce();
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            std::thread::Builder::new()
+                .name(format!("hub-{i}"))
+                .spawn(move || {
+                    hub::scope(|| loop {
+                        match listener.accept_with_backoff() {
+                            Ok((stream, _)) => {
+                                let _ = stream.set_nodelay(true);
+                                green::spawn(move || serve(stream));
+                            }
+                            Err(_) => return,
+                        }
+                    })
+                })
+                .expect("spawn a hub thread")
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    Err("every hub's accept loop ended".into())
 }
