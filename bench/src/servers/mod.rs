@@ -250,7 +250,8 @@ pub(crate) fn run_echo_server(system: &str, port: u16, workers: usize) -> Result
 
 /// The echo loop for blocking-style sockets (filature, may).
 pub(crate) fn echo_connection<S: std::io::Read + std::io::Write>(mut s: S) {
-    let mut buf = [0u8; ECHO_BUF];
+    // On the heap, as tokio's task has it (same allocation in every server).
+    let mut buf = vec![0u8; ECHO_BUF];
     loop {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
@@ -319,9 +320,9 @@ fn may_echo(addr: SocketAddr, workers: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A filature server: `hubs` OS threads, each a hub inside `hub::scope` with its own
-/// `SO_REUSEPORT` listener on `addr` (the kernel spreads connections over them), a green thread
-/// per connection running `serve`.
+/// A filature server: `hubs` hubs, each inside `hub::scope` with its own `SO_REUSEPORT` listener
+/// on `addr` (the kernel spreads connections over them), a green thread per connection running
+/// `serve`. One hub runs on the main thread, as tokio's current-thread runtime does here.
 fn filature_server(
     addr: SocketAddr,
     hubs: usize,
@@ -333,23 +334,28 @@ fn filature_server(
         listeners.push(TcpListener::bind_reuseport(addr).map_err(|e| e.to_string())?);
     }
     announce();
+    let accept_loop = move |listener: TcpListener| {
+        hub::scope(|| loop {
+            match listener.accept_with_backoff() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    green::spawn(move || serve(stream));
+                }
+                Err(_) => return,
+            }
+        })
+    };
+    if listeners.len() == 1 {
+        accept_loop(listeners.pop().expect("one"));
+        return Err("the accept loop ended".into());
+    }
     let threads: Vec<_> = listeners
         .into_iter()
         .enumerate()
         .map(|(i, listener)| {
             std::thread::Builder::new()
                 .name(format!("hub-{i}"))
-                .spawn(move || {
-                    hub::scope(|| loop {
-                        match listener.accept_with_backoff() {
-                            Ok((stream, _)) => {
-                                let _ = stream.set_nodelay(true);
-                                green::spawn(move || serve(stream));
-                            }
-                            Err(_) => return,
-                        }
-                    })
-                })
+                .spawn(move || accept_loop(listener))
                 .expect("spawn a hub thread")
         })
         .collect();
