@@ -31,10 +31,23 @@ thread_local! {
 /// The sum a job or scoped thread computed from `DATA` (0 = not yet).
 static SUM: AtomicU64 = AtomicU64::new(0);
 
+/// How many lends (pool jobs, scoped threads) have started: a scenario ends its thread only
+/// once its lend runs, however loaded the machine.
+static LENDS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Drives the calling context's hub until `n` lends have started (bounded).
+fn drive_until_lent(n: usize) {
+    let start = Instant::now();
+    while LENDS_STARTED.load(SeqCst) < n && start.elapsed() < ms(20_000) {
+        green::sleep(ms(5));
+    }
+}
+
 /// Program A's green thread: parked in `tpool::execute`, lending a borrow of `DATA`.
 fn lend_data_to_tpool() {
     DATA.with(|d| {
         tpool::execute(|| {
+            LENDS_STARTED.fetch_add(1, SeqCst);
             std::thread::sleep(ms(300)); // the thread ends meanwhile
             SUM.store(d.iter().sum::<u64>(), SeqCst);
         })
@@ -46,6 +59,7 @@ fn lend_data_to_scoped_thread() {
     DATA.with(|d| {
         std::thread::scope(|s| {
             s.spawn(|| {
+                LENDS_STARTED.fetch_add(1, SeqCst);
                 std::thread::sleep(ms(300));
                 SUM.store(d.iter().sum::<u64>(), SeqCst);
             });
@@ -61,7 +75,7 @@ fn a_plain_thread_ends_while_a_green_thread_lends_a_thread_local_to_tpool() {
         || {
             std::thread::spawn(|| {
                 let _h = green::spawn(lend_data_to_tpool);
-                green::sleep(ms(50)); // let it park in execute, then return
+                drive_until_lent(1); // it parks in execute; then return
             })
             .join()
             .unwrap();
@@ -78,7 +92,7 @@ fn a_plain_thread_ends_while_a_green_thread_is_inside_a_std_thread_scope() {
         || {
             std::thread::spawn(|| {
                 let _h = green::spawn(lend_data_to_scoped_thread);
-                green::sleep(ms(50));
+                drive_until_lent(1);
             })
             .join()
             .unwrap();
@@ -124,7 +138,18 @@ mod program_c {
 
     pub(super) fn body() {
         set_up();
-        green::sleep(ms(25));
+        // Drive until the green thread has been around its loop (however loaded the machine).
+        while ITERATIONS.load(SeqCst) < 2 {
+            green::sleep(ms(5));
+        }
+    }
+
+    /// From another thread: waits (bounded) until the green thread has been around its loop.
+    pub(super) fn wait_for_iterations() {
+        let start = Instant::now();
+        while ITERATIONS.load(SeqCst) < 2 && start.elapsed() < ms(20_000) {
+            std::thread::sleep(ms(5));
+        }
     }
 }
 
@@ -155,10 +180,11 @@ fn programs_a_and_b_inside_hub_scope() {
     in_child("programs_a_and_b_inside_hub_scope", || {
         for program in [lend_data_to_tpool as fn(), lend_data_to_scoped_thread] {
             SUM.store(0, SeqCst);
+            LENDS_STARTED.store(0, SeqCst);
             std::thread::spawn(move || {
                 hub::scope(|| {
                     let _h = green::spawn(program);
-                    green::sleep(ms(50));
+                    drive_until_lent(1);
                 });
                 // The scope waited for the lend before returning.
                 assert_eq!(SUM.load(SeqCst), EXPECTED);
@@ -174,6 +200,7 @@ fn programs_a_and_b_on_a_named_thread() {
     in_child("programs_a_and_b_on_a_named_thread", || {
         for program in [lend_data_to_tpool as fn(), lend_data_to_scoped_thread] {
             SUM.store(0, SeqCst);
+            LENDS_STARTED.store(0, SeqCst);
             let manager = ThreadManager::new();
             let started = Event::new();
             let s = started.clone();
@@ -184,7 +211,7 @@ fn programs_a_and_b_on_a_named_thread() {
                 })
                 .unwrap();
             started.wait().unwrap();
-            std::thread::sleep(ms(50)); // the green thread parks with its lend
+            drive_until_lent(1); // the green thread parks with its lend
             manager.stop(); // returns once the thread exited
             assert_eq!(SUM.load(SeqCst), EXPECTED);
         }
@@ -203,7 +230,7 @@ fn program_c_on_a_named_thread() {
             })
             .unwrap();
         rx.recv().unwrap();
-        std::thread::sleep(ms(50));
+        program_c::wait_for_iterations();
         manager.stop();
         assert!(program_c::ITERATIONS.load(SeqCst) >= 1);
         assert_eq!(program_c::WRONG.load(SeqCst), 0);
@@ -214,7 +241,7 @@ fn program_c_on_a_named_thread() {
 fn program_c_on_the_reactor_thread() {
     in_child("program_c_on_the_reactor_thread", || {
         reactor::call_in_reactor(program_c::set_up).unwrap();
-        std::thread::sleep(ms(50));
+        program_c::wait_for_iterations();
         reactor::stop().unwrap();
         // The reactor thread ends: its shutdown unwinds the green thread, then its
         // thread-locals go (the driver's destructor drives a fresh hub with nothing on it).
@@ -234,6 +261,7 @@ fn programs_a_and_b_on_the_reactor_thread() {
         reactor::call_in_green_thread(|| {
             DATA.with(|d| {
                 tpool::execute(|| {
+                    LENDS_STARTED.fetch_add(1, SeqCst);
                     std::thread::sleep(ms(300));
                     SUM_A.store(d.iter().sum::<u64>(), SeqCst);
                     SUMS.fetch_add(1, SeqCst);
@@ -245,6 +273,7 @@ fn programs_a_and_b_on_the_reactor_thread() {
             DATA.with(|d| {
                 std::thread::scope(|s| {
                     s.spawn(|| {
+                        LENDS_STARTED.fetch_add(1, SeqCst);
                         std::thread::sleep(ms(300));
                         SUM_B.store(d.iter().sum::<u64>(), SeqCst);
                         SUMS.fetch_add(1, SeqCst);
@@ -254,7 +283,7 @@ fn programs_a_and_b_on_the_reactor_thread() {
             });
         })
         .unwrap();
-        std::thread::sleep(ms(50));
+        drive_until_lent(2);
         reactor::stop().unwrap();
         let start = Instant::now();
         while SUMS.load(SeqCst) < 2 && start.elapsed() < ms(10_000) {
@@ -298,12 +327,26 @@ thread_local! {
 
 /// Spawns green threads parked at every kind of park point, each holding a guard and a borrow of
 /// `LATE` (first used inside them, so registered after the hub).
+/// How many of `park_everywhere`'s green threads have reached their park point.
+static ABOUT_TO_PARK: AtomicUsize = AtomicUsize::new(0);
+
+/// Drives the calling context's hub until `park_everywhere`'s green threads are all about to
+/// park (bounded).
+fn drive_until_parked(n: usize) {
+    let start = Instant::now();
+    while ABOUT_TO_PARK.load(SeqCst) < n && start.elapsed() < ms(20_000) {
+        green::sleep(ms(5));
+    }
+    green::sleep(ms(5)); // and then parked
+}
+
 fn park_everywhere() -> usize {
     fn holding(name: &'static str, park: impl FnOnce() + 'static) {
         green::spawn(move || {
             let _g = Guard(name);
             LATE.with(|l| {
                 l.borrow_mut().push(1);
+                ABOUT_TO_PARK.fetch_add(1, SeqCst);
                 park();
                 l.borrow_mut().push(2);
             });
@@ -370,7 +413,7 @@ fn destructors_of_parked_green_threads_run_before_thread_locals_die_on_a_plain_t
             std::thread::spawn(|| {
                 RECORDER.with(|_| ());
                 let n = park_everywhere();
-                green::sleep(ms(30)); // every green thread parks
+                drive_until_parked(n);
                 n
             })
             .join()
@@ -388,7 +431,7 @@ fn destructors_of_parked_green_threads_run_before_thread_locals_die_in_hub_scope
             std::thread::spawn(|| {
                 hub::scope(|| {
                     let n = park_everywhere();
-                    green::sleep(ms(30));
+                    drive_until_parked(n);
                     RECORDER.with(|_| ()); // even first used after the last wait
                     n
                 })
@@ -414,7 +457,11 @@ fn destructors_of_parked_green_threads_run_before_thread_locals_die_on_a_named_t
                 })
                 .unwrap();
             let n = rx.recv().unwrap();
-            std::thread::sleep(ms(50));
+            let start = Instant::now();
+            while ABOUT_TO_PARK.load(SeqCst) < n && start.elapsed() < ms(20_000) {
+                std::thread::sleep(ms(5));
+            }
+            std::thread::sleep(ms(20));
             manager.stop();
             check_order(n);
         },

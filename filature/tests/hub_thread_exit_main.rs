@@ -10,7 +10,8 @@
 //!   reported.
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 
 use filature::{green, tpool};
 
@@ -24,6 +25,18 @@ fn ms(n: u64) -> Duration {
 
 thread_local! {
     static DATA: Vec<u64> = (0..N).collect();
+}
+
+/// Lends started, and sums printed: `main` returns only once the scenario is in place, however
+/// loaded the machine.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Drives main's hub until `STARTED` reaches `n` (bounded).
+fn drive_until_started(n: usize) {
+    let start = Instant::now();
+    while STARTED.load(SeqCst) < n && start.elapsed() < Duration::from_secs(20) {
+        green::sleep(ms(5));
+    }
 }
 
 struct Driver;
@@ -53,6 +66,7 @@ fn child(scenario: &str) {
             green::spawn(|| {
                 DATA.with(|d| {
                     tpool::execute(|| {
+                        STARTED.fetch_add(1, SeqCst);
                         std::thread::sleep(ms(300));
                         println!("sum={}", d.iter().sum::<u64>());
                     })
@@ -64,6 +78,7 @@ fn child(scenario: &str) {
                 DATA.with(|d| {
                     std::thread::scope(|s| {
                         s.spawn(|| {
+                            STARTED.fetch_add(1, SeqCst);
                             std::thread::sleep(ms(300));
                             println!("sum={}", d.iter().sum::<u64>());
                         });
@@ -79,14 +94,19 @@ fn child(scenario: &str) {
                 DATA.with(|d| loop {
                     green::sleep(ms(10));
                     println!("sum={}", d.iter().sum::<u64>());
+                    STARTED.fetch_add(1, SeqCst);
                 })
             });
-            green::sleep(ms(25));
+            drive_until_started(2);
             return;
         }
         other => panic!("unknown scenario {other}"),
     }
-    green::sleep(ms(50)); // the green threads park; then main returns
+    // The green threads park (and any lend starts); then main returns.
+    green::sleep(ms(20));
+    if scenario != "parked_forever" {
+        drive_until_started(1);
+    }
 }
 
 fn run(scenario: &str) -> Result<(), String> {
