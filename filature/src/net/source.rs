@@ -3,7 +3,12 @@
 //! Timeouts live where std keeps them, in the kernel (`SO_RCVTIMEO`, `SO_SNDTIMEO`): they have no
 //! effect on a non-blocking fd, but the getters then report what std's report (the kernel rounds
 //! to its clock tick), clones share them as std's do, and a blocking call reads its timeout
-//! there when it is about to park (one `getsockopt` on the slow path only).
+//! there when it is about to park. That `getsockopt` is skipped for a socket that cannot have a
+//! timeout: one filature created itself (`bind`, `connect`, or `accept` on such a listener:
+//! Linux copies a listener's timeouts to the sockets it accepts) and on which no timeout was ever
+//! set. An adopted std socket, an accepted one of an adopted listener, and `try_clone`d ones
+//! (which share their timeouts with a sibling) always look (`may_have_timeouts`). A timeout set
+//! on the raw fd with `setsockopt` behind filature's back is not seen.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,16 +27,36 @@ pub(crate) struct Source<S: AsRawFd + AsFd> {
     io: S,
     /// `set_nonblocking(true)`: calls return `WouldBlock` instead of parking.
     nonblocking: AtomicBool,
+    /// False only while the socket cannot have a kernel timeout (see the module docs): a park
+    /// then needs no `getsockopt`.
+    may_have_timeouts: AtomicBool,
 }
 
 impl<S: AsRawFd + AsFd> Source<S> {
-    /// Wraps `io`, whose fd must be in non-blocking mode already.
+    /// Wraps `io`, whose fd must be in non-blocking mode already, and which may carry kernel
+    /// timeouts (an adopted socket).
     pub(crate) fn new(io: S) -> Source<S> {
+        Source::with_timeouts(io, true)
+    }
+
+    /// Wraps `io`, a socket filature has just created, which has no timeouts unless
+    /// `inherits_timeouts` (accepted from a listener that may have them).
+    pub(crate) fn fresh(io: S, inherits_timeouts: bool) -> Source<S> {
+        Source::with_timeouts(io, inherits_timeouts)
+    }
+
+    fn with_timeouts(io: S, may_have_timeouts: bool) -> Source<S> {
         Source {
             reg: Registration::new(io.as_raw_fd()),
             io,
             nonblocking: AtomicBool::new(false),
+            may_have_timeouts: AtomicBool::new(may_have_timeouts),
         }
+    }
+
+    /// Whether the socket may carry kernel timeouts (for the sockets a listener accepts).
+    pub(crate) fn may_have_timeouts(&self) -> bool {
+        self.may_have_timeouts.load(Ordering::Relaxed)
     }
 
     pub(crate) fn get_ref(&self) -> &S {
@@ -103,6 +128,7 @@ impl<S: AsRawFd + AsFd> Source<S> {
             }
             t => t.map(as_timeval),
         };
+        self.may_have_timeouts.store(true, Ordering::Relaxed);
         let sock = SockRef::from(&self.io);
         match dir {
             Direction::Read => sock.set_read_timeout(t),
@@ -112,6 +138,9 @@ impl<S: AsRawFd + AsFd> Source<S> {
 
     /// The timeout as the kernel keeps it (`None` if it cannot be read: a socket without one).
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        if !self.may_have_timeouts() {
+            return None;
+        }
         self.get_timeout(dir).unwrap_or(None)
     }
 
@@ -132,6 +161,8 @@ impl<S: AsRawFd + AsFd> Source<S> {
     {
         let src = Source::new(S::from(self.io.as_fd().try_clone_to_owned()?));
         src.set_nonblocking(self.is_nonblocking());
+        // Siblings share their timeouts: either may set one for both from now on.
+        self.may_have_timeouts.store(true, Ordering::Relaxed);
         Ok(src)
     }
 

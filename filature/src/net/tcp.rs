@@ -90,9 +90,10 @@ impl TcpListener {
         super::ListenOptions::new().reuse_port(true).bind(addr)
     }
 
+    /// A listener filature has just created (no timeouts).
     pub(crate) fn from_nonblocking(std: std::net::TcpListener) -> TcpListener {
         TcpListener {
-            src: Source::new(mio::net::TcpListener::from_std(std)),
+            src: Source::fresh(mio::net::TcpListener::from_std(std), false),
         }
     }
 
@@ -104,7 +105,10 @@ impl TcpListener {
                 r => return r,
             }
         })?;
-        Ok((TcpStream::from_nonblocking(s.into()), addr))
+        let stream = TcpStream {
+            src: Source::fresh(s.into(), self.src.may_have_timeouts()),
+        };
+        Ok((stream, addr))
     }
 
     /// [`accept`](Self::accept) for a server's accept loop: retries what a later accept may
@@ -196,9 +200,10 @@ impl TcpStream {
         Ok(stream)
     }
 
+    /// A stream filature has just connected (no timeouts).
     pub(crate) fn from_nonblocking(std: std::net::TcpStream) -> TcpStream {
         TcpStream {
-            src: Source::new(std),
+            src: Source::fresh(std, false),
         }
     }
 
@@ -261,7 +266,10 @@ impl From<std::net::TcpListener> for TcpListener {
     /// Adopts a std listener, keeping its blocking mode.
     fn from(std: std::net::TcpListener) -> TcpListener {
         let nb = super::adopt(&std);
-        let l = TcpListener::from_nonblocking(std);
+        // Adopted: it may carry timeouts its accepted sockets would inherit.
+        let l = TcpListener {
+            src: Source::new(mio::net::TcpListener::from_std(std)),
+        };
         l.src.set_nonblocking(nb);
         l
     }
