@@ -10,6 +10,7 @@
 //! Each scenario has one function per system and a registry entry listing them
 //! (see [`scenarios`]); filature runs first, then its peers, in the same process.
 
+mod chart;
 mod harness;
 mod loadgen;
 mod scenarios;
@@ -34,7 +35,7 @@ pub(crate) struct Scenario {
     pub(crate) systems: fn() -> Vec<System>,
 }
 
-const USAGE: &str = "usage: filature-bench <scenario|all|list> [--quick] [--json] [--count N]";
+const USAGE: &str = "usage: filature-bench <scenario|all|list> [--quick] [--json] [--count N]\n       filature-bench chart FILE.jsonl [OUT_DIR (default docs/bench)]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,6 +70,15 @@ fn run(args: &[String]) -> Result<(), String> {
     if command == scenarios::park::CHILD_COMMAND {
         let system = rest.first().ok_or("missing system for the park child")?;
         return scenarios::park::run_child(system, &cfg);
+    }
+    if command == "chart" {
+        let input = rest.first().ok_or("usage: chart FILE.jsonl [OUT_DIR]")?;
+        let out = rest.get(1).map_or("docs/bench", String::as_str);
+        let written = chart::render(input.as_ref(), out.as_ref())?;
+        for w in written {
+            println!("wrote {}", w.display());
+        }
+        return Ok(());
     }
     let registry = scenarios::registry();
     match command.as_str() {
