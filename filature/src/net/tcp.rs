@@ -90,6 +90,10 @@ impl TcpListener {
         super::ListenOptions::new().reuse_port(true).bind(addr)
     }
 
+    pub(crate) fn source(&self) -> &Source<mio::net::TcpListener> {
+        &self.src
+    }
+
     pub(crate) fn from_nonblocking(std: std::net::TcpListener) -> TcpListener {
         TcpListener {
             src: Source::new(mio::net::TcpListener::from_std(std)),
@@ -194,6 +198,10 @@ impl TcpStream {
             },
         )?;
         Ok(stream)
+    }
+
+    pub(crate) fn source(&self) -> &Source<std::net::TcpStream> {
+        &self.src
     }
 
     pub(crate) fn from_nonblocking(std: std::net::TcpStream) -> TcpStream {
