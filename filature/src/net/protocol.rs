@@ -59,7 +59,9 @@ pub trait Protocol {
     }
 
     /// The transport's write buffer went above its high-water mark: stop producing data
-    /// (Twisted's `IPushProducer.pauseProducing`, asyncio's `pause_writing`).
+    /// (Twisted's `IPushProducer.pauseProducing`, asyncio's `pause_writing`). Called from the
+    /// `write` that crossed the mark, or, when that write was made inside one of this
+    /// protocol's own methods (which Rust cannot re-enter), right after that method returns.
     fn pause_writing(&mut self) {}
 
     /// The write buffer went back to its low-water mark after [`pause_writing`](Self::pause_writing).
