@@ -89,6 +89,15 @@ impl SpawnFactory {
         }
     }
 
+    /// Kills every handler still running (each unwinds from where it is parked; its
+    /// `GreenTransport`, dropped, closes its connection). Does not wait: see
+    /// [`join_all`](Self::join_all).
+    pub fn kill_all(&self) {
+        for h in self.inner.handles.borrow().iter() {
+            h.kill();
+        }
+    }
+
     /// Handlers started and not yet finished.
     pub fn active(&self) -> usize {
         let mut handles = self.inner.handles.borrow_mut();
