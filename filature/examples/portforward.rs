@@ -27,10 +27,10 @@ use filature::{green, sync::Event};
 
 /// How the forwarder behaves (see the module docs for the defaults).
 #[derive(Clone, Debug)]
-pub struct Options {
-    pub idle: Duration,
-    pub max_connections: usize,
-    pub connect_timeout: Duration,
+pub(crate) struct Options {
+    pub(crate) idle: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl Default for Options {
@@ -44,7 +44,11 @@ impl Default for Options {
 }
 
 /// Forwards every connection to `listen` on to `to`, on the current hub.
-pub fn serve(listen: SocketAddr, to: SocketAddr, opts: Options) -> std::io::Result<ListeningPort> {
+pub(crate) fn serve(
+    listen: SocketAddr,
+    to: SocketAddr,
+    opts: Options,
+) -> std::io::Result<ListeningPort> {
     let live = Rc::new(Cell::new(0usize));
     net::listen_tcp(listen, move |_peer| {
         if live.get() >= opts.max_connections {
