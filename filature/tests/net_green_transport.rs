@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{LogCapture, Watchdog};
+use common::{drive_recv, LogCapture, Watchdog};
 use filature::net::{self, GreenClientCreator, GreenTransport, LineTransport, SpawnFactory};
 use filature::sync::Event;
 use filature::{green, hub};
@@ -36,18 +36,6 @@ fn std_client<T: Send + 'static>(
         let _ = tx.send(f(s));
     });
     rx
-}
-
-/// Drives the hub until the channel answers.
-fn wait_recv<T>(rx: &mpsc::Receiver<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Ok(v) = rx.try_recv() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no answer");
-        green::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Closes `s` with a reset (RST), not a FIN.
@@ -78,7 +66,7 @@ fn read_n_collects_many_small_segments() {
             s
         });
         let data = got.wait().unwrap();
-        let _s = wait_recv(&rx);
+        let _s = drive_recv(Duration::from_secs(20), &rx);
         assert_eq!(data.len(), 1000);
         assert!(data.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
     });
@@ -225,7 +213,7 @@ fn lose_connection_delivers_earlier_writes_and_returns_after_connection_lost() {
             s.read_to_end(&mut all).unwrap();
             all.len()
         });
-        assert_eq!(wait_recv(&rx), 8 << 20);
+        assert_eq!(drive_recv(Duration::from_secs(20), &rx), 8 << 20);
         f.join_all();
     });
 }

@@ -8,9 +8,9 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Watchdog;
+use common::{drive_recv, Watchdog};
 use filature::net::{self, GreenTransport, SpawnFactory};
 use filature::sync::Event;
 use filature::{green, hub};
@@ -30,17 +30,6 @@ fn rss() -> usize {
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn wait_recv<T>(rx: &mpsc::Receiver<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Ok(v) = rx.try_recv() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "no answer");
-        green::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]
@@ -74,7 +63,7 @@ fn an_idle_reader_keeps_memory_bounded_under_100_mb() {
             }
             done_tx.send(sent).unwrap();
         });
-        wait_recv(&ready_rx);
+        drive_recv(Duration::from_secs(60), &ready_rx);
         let t = got.wait().unwrap();
         green::sleep(Duration::from_millis(50));
         let before = rss();
@@ -97,7 +86,7 @@ fn an_idle_reader_keeps_memory_bounded_under_100_mb() {
             assert!(k > 0);
             n += k;
         }
-        assert_eq!(wait_recv(&done_rx), total);
+        assert_eq!(drive_recv(Duration::from_secs(60), &done_rx), total);
         assert_eq!(n, total);
         drop(t);
         drop(port);

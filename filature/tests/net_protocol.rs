@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{LogCapture, Watchdog};
+use common::{drive_recv, LogCapture, Watchdog};
 use filature::net::{self, ClientFactory, Factory, Protocol, Reason, Transport};
 use filature::{green, hub, reactor};
 
@@ -210,17 +210,6 @@ fn slow_reader(addr: SocketAddr, delay: Duration) -> mpsc::Receiver<usize> {
     rx
 }
 
-fn wait_recv<T>(rx: &mpsc::Receiver<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Ok(v) = rx.try_recv() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no answer");
-        green::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn lose_connection_with_a_full_write_buffer_delivers_everything() {
     let _w = Watchdog::new("lose full", Duration::from_secs(60));
@@ -238,7 +227,7 @@ fn lose_connection_with_a_full_write_buffer_delivers_everything() {
         })
         .unwrap();
         let rx = slow_reader(port.local_addr(), Duration::from_millis(200));
-        assert_eq!(wait_recv(&rx), total);
+        assert_eq!(drive_recv(Duration::from_secs(20), &rx), total);
         wait_for("lost", || {
             marks.borrow().iter().any(|m| m.starts_with("lost"))
         });
@@ -303,7 +292,7 @@ fn pause_and_resume_writing_fire_at_the_water_marks() {
         })
         .unwrap();
         let rx = slow_reader(port.local_addr(), Duration::from_millis(200));
-        assert_eq!(wait_recv(&rx), 64 * 64 * 1024);
+        assert_eq!(drive_recv(Duration::from_secs(20), &rx), 64 * 64 * 1024);
         wait_for("lost", || {
             marks.borrow().iter().any(|m| m.starts_with("lost"))
         });
@@ -345,7 +334,7 @@ fn a_write_in_the_protocols_own_callback_pauses_it_right_after() {
         })
         .unwrap();
         let rx = slow_reader(port.local_addr(), Duration::from_millis(100));
-        assert_eq!(wait_recv(&rx), 1 << 20);
+        assert_eq!(drive_recv(Duration::from_secs(20), &rx), 1 << 20);
         wait_for("lost", || {
             marks.borrow().iter().any(|m| m.starts_with("lost"))
         });

@@ -13,9 +13,9 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Watchdog;
+use common::{drive_recv, Watchdog};
+use filature::hub;
 use filature::net::{self, SpawnFactory};
-use filature::{green, hub};
 use portforward::Options;
 
 fn any_port() -> SocketAddr {
@@ -61,17 +61,6 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc:
     rx
 }
 
-fn wait_recv<T>(rx: &mpsc::Receiver<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Ok(v) = rx.try_recv() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no answer");
-        green::sleep(Duration::from_millis(2));
-    }
-}
-
 /// A well-behaved client still gets its bytes back.
 fn check_alive(fwd: SocketAddr) {
     let rx = on_thread(move || {
@@ -81,7 +70,7 @@ fn check_alive(fwd: SocketAddr) {
         s.read_exact(&mut buf).unwrap();
         buf
     });
-    assert_eq!(&wait_recv(&rx), b"still there?");
+    assert_eq!(&drive_recv(Duration::from_secs(30), &rx), b"still there?");
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn forwards_both_directions_at_once_and_half_close() {
             let back = reader.join().unwrap();
             back == data
         });
-        assert!(wait_recv(&rx));
+        assert!(drive_recv(Duration::from_secs(30), &rx));
     });
 }
 
@@ -130,7 +119,7 @@ fn garbage_and_resets_do_not_stop_the_forwarder() {
                 drop(s); // a reset (even), or a close with unread data (odd)
             }
         });
-        wait_recv(&rx);
+        drive_recv(Duration::from_secs(30), &rx);
         check_alive(fwd);
     });
 }
@@ -163,7 +152,7 @@ fn slowloris_connections_are_closed_by_the_idle_timeout() {
             }
             closed_after
         });
-        let closed_after = wait_recv(&rx);
+        let closed_after = drive_recv(Duration::from_secs(30), &rx);
         assert!(closed_after
             .iter()
             .all(|d| *d >= Duration::from_millis(250) && *d < Duration::from_secs(5)));
@@ -186,7 +175,7 @@ fn a_refusing_target_closes_the_client_only() {
                 let mut buf = [0; 4];
                 matches!(s.read(&mut buf), Ok(0) | Err(_))
             });
-            assert!(wait_recv(&rx));
+            assert!(drive_recv(Duration::from_secs(30), &rx));
         }
     });
 }

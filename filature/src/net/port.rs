@@ -23,8 +23,6 @@ use std::rc::Rc;
 use std::task::Waker;
 use std::time::Duration;
 
-use socket2::{Domain, SockRef, Socket, Type};
-
 use super::conn::Conn;
 use super::driver::{self, Driven, Key};
 use super::{ClientFactory, Factory, TcpListener, TcpStream};
@@ -256,8 +254,8 @@ impl Driven for Port {
 /// ```
 pub fn connect_tcp(addr: SocketAddr, factory: impl ClientFactory + 'static, timeout: Duration) {
     let mut factory: Box<dyn ClientFactory> = Box::new(factory);
-    let stream = match start_connect(&addr) {
-        Ok(s) => s,
+    let stream = match TcpStream::start_connect(&addr) {
+        Ok((s, _)) => s,
         Err(e) => {
             crate::hub::call_soon(move || factory.client_connection_failed(e));
             return;
@@ -285,20 +283,6 @@ pub fn connect_tcp(addr: SocketAddr, factory: impl ClientFactory + 'static, time
     });
     *c.timer.borrow_mut() = Some(timer);
     driver::schedule(c);
-}
-
-fn start_connect(addr: &SocketAddr) -> io::Result<TcpStream> {
-    let sock = Socket::new(
-        Domain::for_address(*addr),
-        Type::STREAM.nonblocking(),
-        Some(socket2::Protocol::TCP),
-    )?;
-    match sock.connect(&(*addr).into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_nonblocking(sock.into()))
 }
 
 struct Connecting {
@@ -342,18 +326,10 @@ impl Driven for Connecting {
     fn run(self: Rc<Self>) {
         let r = match &*self.stream.borrow() {
             None => return,
-            Some(s) => s.source().try_io(Direction::Write, &self.waker, |s| {
-                if let Some(e) = SockRef::from(s).take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Err(e) => Err(e),
-                }
-            }),
+            Some(s) => {
+                s.source()
+                    .try_io(Direction::Write, &self.waker, super::tcp::connect_finished)
+            }
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
