@@ -37,6 +37,7 @@ fn main() {
     event_queue();
     tpool_offload();
     green_sockets();
+    protocols_and_green_transports();
     named_threads();
     thread_exit();
     attribute_macros();
@@ -387,6 +388,67 @@ fn green_sockets() {
         "meanwhile another green thread on the same hub ticked {} times: socket waits park only their green thread",
         ticks.get()
     );
+}
+
+fn protocols_and_green_transports() {
+    section("Twisted-style protocols, and green threads on top of them");
+    use filature::net::{
+        self, GreenClientCreator, LineTransport, Protocol, SpawnFactory, Transport,
+    };
+    // A callback-style protocol: no green thread per connection, just callbacks on the hub.
+    struct Shout(Option<Transport>);
+    impl Protocol for Shout {
+        fn connection_made(&mut self, t: Transport) {
+            self.0 = Some(t);
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            self.0
+                .as_ref()
+                .expect("made")
+                .write(&data.to_ascii_uppercase());
+        }
+    }
+    let shout = net::listen_tcp("127.0.0.1:0".parse().expect("addr"), |_| {
+        Some(Box::new(Shout(None)) as Box<dyn Protocol>)
+    })
+    .expect("listen");
+    // A green thread talks to it through a GreenTransport: blocking-looking reads and writes.
+    let c = GreenClientCreator::new()
+        .connect_tcp(shout.local_addr())
+        .expect("connect");
+    c.write(b"protocols").expect("write");
+    let back = c.read(9).expect("read");
+    println!(
+        "  a Protocol on {} answered {:?} to a GreenTransport client",
+        shout.local_addr(),
+        String::from_utf8_lossy(&back)
+    );
+    // SpawnFactory: a green thread per connection, reading lines.
+    let lines = SpawnFactory::new(|t| {
+        let mut t = LineTransport::new(t);
+        while let Ok(Some(line)) = t.read_line() {
+            let _ = t.send_line(format!("{} bytes", line.len()).as_bytes());
+        }
+    });
+    let port =
+        net::listen_tcp("127.0.0.1:0".parse().expect("addr"), lines.clone()).expect("listen");
+    let mut client = LineTransport::new(
+        GreenClientCreator::new()
+            .connect_tcp(port.local_addr())
+            .expect("connect"),
+    );
+    client.send_line(b"hello, line protocol").expect("send");
+    let answer = client.read_line().expect("read").expect("a line");
+    println!(
+        "  a SpawnFactory handler answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(client);
+    drop(c);
+    lines.join_all();
+    let _ = green::block_on(shout.stop_listening());
+    let _ = green::block_on(port.stop_listening());
+    println!("  both ports stopped; every handler has returned");
 }
 
 fn named_threads() {

@@ -1,6 +1,7 @@
 //! I/O registration: how a socket's readiness reaches the green threads (and main contexts) that
-//! wait on it. One type, [`Registration`], serves the green sockets of `crate::net` and is meant
-//! to serve the callback-style `Protocol`/`Transport` layer too.
+//! wait on it. One type, [`Registration`], serves the green sockets of `crate::net` and the
+//! callback-style `Protocol`/`Transport` layer (`net::driver`), which waits with a `Waker`
+//! instead of a parked context ([`Registration::try_io`]).
 //!
 //! # Vocabulary
 //!
@@ -25,6 +26,12 @@
 //! clears that direction's readiness, adds its parker to that direction's waiters and parks until
 //! the readiness bit is set again (or its deadline passes, or it is killed or timed out: the
 //! park point unwinds it, and a guard takes it off the list), then tries again.
+//!
+//! A callback-driven owner (a `Protocol` transport) does not park: [`Registration::try_io`]
+//! tries the syscall once and, on `WouldBlock`, clears that direction and lists the owner's
+//! `Waker` there, in the same step and on the hub's thread, so the same argument holds: the
+//! next readiness of that direction wakes the owner (which then runs as a hub callback, never
+//! inside the dispatch).
 //!
 //! # Invariants
 //!
@@ -267,6 +274,32 @@ impl Registration {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return r,
             }
+        }
+    }
+
+    /// The non-parking twin of [`io`](Self::io), for owners driven by hub callbacks: runs `op`
+    /// once; on `WouldBlock` clears `dir`'s readiness on this thread's hub and lists `waker` on
+    /// it (once), so the next readiness of `dir` wakes it. On the hub's thread only (where the
+    /// owner lives), like every use of a scheduled I/O.
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        waker: &std::task::Waker,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let sio = super::with_core(|core| self.scheduled_on(core))?;
+                // `op` just said WouldBlock, and no dispatch ran since (see the invariants).
+                sio.clear(dir);
+                let me = Waiter::Task(waker.clone());
+                let mut w = sio.waiters.lock();
+                if !w[dir as usize].contains(&me) {
+                    w[dir as usize].push(me);
+                }
+                Err(e)
+            }
+            r => r,
         }
     }
 

@@ -897,6 +897,8 @@ impl Core {
         self.run_main_jobs();
         self.settle();
         self.kill_and_unwind(grace, quiet);
+        // Protocol connections and listening ports: closed, their users told (callbacks).
+        crate::net::driver::shut_down();
         // Every waiter is gone with its green thread; sockets that outlive the hub deregister
         // themselves when next used or dropped (see `io.rs`).
         let registrations = self.io.borrow_mut().clear();

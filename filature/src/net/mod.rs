@@ -128,17 +128,47 @@
 //!   another hub's green thread ([`HubHandle::spawn`](crate::hub::HubHandle::spawn) with the
 //!   stream moved in). The stream registers with the hub that uses it on its first blocking
 //!   call. Simpler to balance by hand, but every connection crosses threads once.
+//!
+//! # Twisted-style protocols, and the bridge to green threads
+//!
+//! The same sockets also serve callback-style code, on any hub (the reactor is one):
+//! a [`Protocol`] gets `connection_made`, `data_received`, `connection_lost` (and
+//! `pause_writing`/`resume_writing` at the write buffer's water marks) as hub callbacks; a
+//! [`Factory`] builds one per connection; a [`Transport`] writes (buffered, non-blocking),
+//! closes and pauses reading. [`listen_tcp`] and [`connect_tcp`] work on the current hub,
+//! [`reactor::listen_tcp`](crate::reactor::listen_tcp) and
+//! [`reactor::connect_tcp`](crate::reactor::connect_tcp) on the reactor. Readiness reaches a
+//! connection through the same registration as green sockets (`src/hub/io.rs`), and the
+//! connection runs in the next pass, as a hub callback (`driver.rs`).
+//!
+//! eventlib's bridge sits on top: a [`GreenTransport`] is a connection as a green thread sees
+//! it (blocking `read`, `recv`, `write`, `lose_connection`); it reads from the socket only while
+//! a green thread is reading, so TCP back-pressure bounds memory. [`GreenClientCreator`]
+//! connects and returns one; [`SpawnFactory`] runs a handler per accepted connection in its own
+//! green thread; [`LineTransport`] reads and sends lines.
 
 mod accept;
 mod addr;
+mod conn;
+pub(crate) mod driver;
+mod green_transport;
 mod listen;
+pub(crate) mod port;
+mod protocol;
+mod signal;
 mod source;
+mod spawn;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use addr::{lookup_host, ToSocketAddrs};
+pub use conn::Transport;
+pub use green_transport::{GreenClientCreator, GreenTransport};
 pub use listen::ListenOptions;
+pub use port::{connect_tcp, listen_tcp, ListeningPort};
+pub use protocol::{ClientFactory, Factory, Protocol, Reason};
+pub use spawn::{LineTransport, Lines, SpawnFactory};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};

@@ -109,6 +109,17 @@ impl<S: AsRawFd + AsFd> Source<S> {
             .io(what, dir, || deadline, on_timeout, || op(&self.io))
     }
 
+    /// One try of `op` for a callback-driven owner: on `WouldBlock`, `waker` is woken at the
+    /// next readiness of `dir` (see `Registration::try_io`). Hub thread only.
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        waker: &std::task::Waker,
+        op: impl FnOnce(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.reg.try_io(dir, waker, || op(&self.io))
+    }
+
     pub(crate) fn set_nonblocking(&self, on: bool) {
         self.nonblocking.store(on, Ordering::Relaxed);
     }

@@ -90,6 +90,10 @@ impl TcpListener {
         super::ListenOptions::new().reuse_port(true).bind(addr)
     }
 
+    pub(crate) fn source(&self) -> &Source<mio::net::TcpListener> {
+        &self.src
+    }
+
     /// A listener filature has just created (no timeouts).
     pub(crate) fn from_nonblocking(std: std::net::TcpListener) -> TcpListener {
         TcpListener {
@@ -142,6 +146,19 @@ impl TcpListener {
     }
 }
 
+/// Whether a connect in progress on `s` has finished: `Ok` once connected, its error if it
+/// failed, `WouldBlock` while it is still in progress.
+pub(crate) fn connect_finished(s: &std::net::TcpStream) -> io::Result<()> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
+
 fn connect_timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
 }
@@ -167,16 +184,9 @@ impl TcpStream {
     }
 
     fn connect_addr(addr: &SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-        let sock = Socket::new(
-            Domain::for_address(*addr),
-            Type::STREAM.nonblocking(),
-            Some(Protocol::TCP),
-        )?;
-        let stream = TcpStream::from_nonblocking(sock.into());
-        match SockRef::from(stream.src.get_ref()).connect(&(*addr).into()) {
-            Ok(()) => return Ok(stream),
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
+        let (stream, in_progress) = TcpStream::start_connect(addr)?;
+        if !in_progress {
+            return Ok(stream);
         }
         let deadline = timeout.and_then(deadline_after);
         stream.src.call_until(
@@ -184,20 +194,29 @@ impl TcpStream {
             Direction::Write,
             deadline,
             connect_timed_out,
-            |s| {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Err(e) => Err(e),
-                }
-            },
+            connect_finished,
         )?;
         Ok(stream)
+    }
+
+    /// A non-blocking socket connecting to `addr`; `true` while the connect is in progress
+    /// (wait for writability, then [`connect_finished`]).
+    pub(crate) fn start_connect(addr: &SocketAddr) -> io::Result<(TcpStream, bool)> {
+        let sock = Socket::new(
+            Domain::for_address(*addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        let stream = TcpStream::from_nonblocking(sock.into());
+        match SockRef::from(stream.src.get_ref()).connect(&(*addr).into()) {
+            Ok(()) => Ok((stream, false)),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((stream, true)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn source(&self) -> &Source<std::net::TcpStream> {
+        &self.src
     }
 
     /// A stream filature has just connected (no timeouts).

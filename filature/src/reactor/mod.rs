@@ -63,6 +63,7 @@
 
 mod calls;
 mod delayed;
+mod net;
 mod pool;
 
 use std::collections::HashMap;
@@ -84,6 +85,7 @@ pub use calls::{
     call_in_green_thread, call_in_reactor, defer_to_green_thread, spawn,
 };
 pub use delayed::{call_later, DelayedCall};
+pub use net::{connect_tcp, listen_tcp};
 pub use pool::{
     call_in_thread, call_multiple_in_thread, defer_to_thread, defer_to_thread_pool,
     suggest_thread_pool_size, thread_pool, DEFAULT_MAX_THREADS, THREAD_POOL_NAME,

@@ -191,6 +191,17 @@ pub(crate) fn drive_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Drives the current hub (main context) until `rx` answers (a thread of the test's own
+/// talking to the hub's sockets); panics after `limit`.
+pub(crate) fn drive_recv<T>(limit: Duration, rx: &mpsc::Receiver<T>) -> T {
+    let mut got = None;
+    drive_until(limit, || {
+        got = rx.try_recv().ok();
+        got.is_some()
+    });
+    got.expect("just received")
+}
+
 /// The message of a caught panic payload.
 pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
