@@ -20,9 +20,9 @@
 //! each followed by a close. Each such end is logged, one line per episode.
 
 #[path = "common/http_core.rs"]
-mod http_core;
+pub(crate) mod http_core;
 #[path = "common/server.rs"]
-mod server;
+pub(crate) mod server;
 
 use std::io;
 use std::net::SocketAddr;
