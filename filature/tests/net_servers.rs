@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, in_child, LogCapture, Watchdog};
+use common::{cpu_time, eventually, in_child, use_up_fds, LogCapture, Watchdog};
 
 /// The tests count this process's descriptors: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -299,21 +299,7 @@ fn hello_backs_off_when_out_of_fds_and_serves_again() {
             .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None))
             .collect::<Result<_, _>>()
             .unwrap();
-        let top = std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max()
-            .unwrap();
-        let limit = libc::rlimit {
-            rlim_cur: top + 1,
-            rlim_max: top + 1,
-        };
-        // SAFETY: a valid rlimit struct for a known resource.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-        let mut holes = Vec::new();
-        while let Ok(f) = std::fs::File::open("/dev/null") {
-            holes.push(f);
-        }
+        let holes = use_up_fds();
         let mut waiting: Vec<TcpStream> = waiting
             .into_iter()
             .map(|s| {
@@ -341,17 +327,6 @@ fn hello_backs_off_when_out_of_fds_and_serves_again() {
         assert_eq!(log.count(&["retrying with back-off"]), 1, "{}", log.text());
         assert_eq!(log.count(&["accepting again"]), 1, "{}", log.text());
     });
-}
-
-fn cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 // ---- the proxy ------------------------------------------------------------------------------
