@@ -65,12 +65,12 @@ fn connection(stream: TcpStream, peer: SocketAddr, idle: Duration) {
     // Responses leave whole, once per read: nothing to gain from Nagle's wait for an ack.
     let _ = stream.set_nodelay(true);
     let (kind, what) = match http_core::connection(stream, idle) {
-        Ended::Closed => return,
+        Ended::Closed | Ended::Idle => return, // the ends of a well-behaved client
         Ended::Truncated => (
             "truncated",
             "the client closed in the middle of a request".into(),
         ),
-        Ended::Idle => ("idle", format!("no complete request within {idle:?}")),
+        Ended::TooSlow => ("slow", format!("no complete request within {idle:?}")),
         Ended::Stalled => ("stalled", format!("the client read nothing for {idle:?}")),
         Ended::Garbage => ("garbage", "not HTTP/1.x: answered 400".into()),
         Ended::HeadersTooLarge => ("headers", "headers too large: answered 431".into()),

@@ -91,6 +91,14 @@ fn fail(status: u16, why: impl Into<String>) -> Failure {
     }
 }
 
+/// An end that is no failure (an idle keep-alive connection expires): closed, not logged.
+fn quiet() -> Failure {
+    Failure {
+        status: None,
+        why: String::new(),
+    }
+}
+
 /// A failure after the response began: the client connection can only be closed.
 fn broken(why: impl Into<String>) -> Failure {
     Failure {
@@ -134,6 +142,9 @@ fn client(stream: TcpStream, peer: SocketAddr, idle: Duration) {
 
 /// Answers a failure (if the response has not begun) and logs it, once per episode.
 fn report(client: &TcpStream, peer: SocketAddr, f: Failure) {
+    if f.why.is_empty() {
+        return; // quiet()
+    }
     let kind = f.status.map_or("broken", reason);
     if let Some(status) = f.status {
         let head = format!(
@@ -422,7 +433,10 @@ struct Buffered {
 enum HeadError {
     /// The peer closed in the middle of it.
     Truncated,
-    Idle,
+    /// Not complete within the idle time; `begun`: not even a byte of it arrived.
+    Idle {
+        begun: bool,
+    },
     TooLarge,
     Garbage(httparse::Error),
     Io(io::Error),
@@ -439,8 +453,11 @@ impl HeadError {
         match self {
             HeadError::Truncated if upstream => fail(502, format!("{from} closed mid-head")),
             HeadError::Truncated => broken(format!("{from} closed mid-head")),
-            HeadError::Idle if upstream => fail(504, format!("{from} sent no head in time")),
-            HeadError::Idle => broken(format!("{from} sent no complete head in time")),
+            HeadError::Idle { .. } if upstream => fail(504, format!("{from} sent no head in time")),
+            HeadError::Idle { begun: true } => {
+                broken(format!("{from} sent no complete head in time"))
+            }
+            HeadError::Idle { begun: false } => quiet(),
             HeadError::TooLarge if upstream => fail(502, format!("{from}'s head is too large")),
             HeadError::TooLarge => fail(431, format!("{from}'s head is too large")),
             HeadError::Garbage(e) if upstream => fail(502, format!("{from} sent garbage: {e}")),
@@ -473,14 +490,17 @@ fn read_head<T>(
             return Err(HeadError::TooLarge);
         }
         let left = idle.saturating_sub(started.elapsed());
+        let idle_error = HeadError::Idle {
+            begun: b.start != b.end,
+        };
         if left.is_zero() || b.s.set_read_timeout(Some(left)).is_err() {
-            return Err(HeadError::Idle);
+            return Err(idle_error);
         }
         match b.fill() {
             Ok(0) if b.start == b.end => return Ok(None),
             Ok(0) => return Err(HeadError::Truncated),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(HeadError::Idle),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(idle_error),
             Err(e) => return Err(HeadError::Io(e)),
         }
     }

@@ -496,6 +496,31 @@ fn proxy_tunnels_connect_both_ways_at_once() {
 }
 
 #[test]
+fn proxy_closes_an_idle_tunnel_at_both_ends() {
+    let _w = Watchdog::new("proxy idle tunnel", Duration::from_secs(30));
+    with_proxy(TEST_IDLE, |proxy| {
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (up, _) = upstream({
+            let ended = ended.clone();
+            move |mut s| {
+                let mut buf = [0; 64];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                ended.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let mut c = client(proxy);
+        write!(c, "CONNECT {} HTTP/1.1\r\n\r\n", up.addr()).unwrap();
+        let start = Instant::now();
+        let all = to_end(&mut c);
+        let took = start.elapsed();
+        assert!(all.starts_with(b"HTTP/1.1 200 "));
+        assert!(took >= TEST_IDLE && took < 3 * TEST_IDLE, "closed after {took:?}");
+        assert!(eventually(|| ended.load(Ordering::SeqCst) == 1), "upstream side kept");
+        up.stop();
+    });
+}
+
+#[test]
 fn proxy_answers_502_for_a_refused_upstream_and_504_for_a_silent_one() {
     let _w = Watchdog::new("proxy errors", Duration::from_secs(30));
     with_proxy(TEST_IDLE, |proxy| {

@@ -37,8 +37,10 @@ pub(crate) enum Ended {
     Closed,
     /// The peer closed in the middle of a request.
     Truncated,
-    /// No complete request within the idle time (an idle keep-alive connection, or a slowloris).
+    /// Not a byte of a next request within the idle time: an idle keep-alive connection.
     Idle,
+    /// A request begun but not complete within the idle time: a slowloris client.
+    TooSlow,
     /// A response could not be written within the idle time: the peer stopped reading.
     Stalled,
     /// Not HTTP/1.x: answered `400`.
@@ -163,7 +165,7 @@ pub(crate) fn connection<S: Conn>(mut s: S, idle: Duration) -> Ended {
             idle.saturating_sub(waiting_since.elapsed())
         };
         if left.is_zero() {
-            return Ended::Idle;
+            return Ended::TooSlow;
         }
         if timeout != Some(left) {
             if let Err(e) = s.set_read_timeout(Some(left)) {
@@ -175,7 +177,8 @@ pub(crate) fn connection<S: Conn>(mut s: S, idle: Duration) -> Ended {
             Ok(0) if filled == 0 => return Ended::Closed,
             Ok(0) => return Ended::Truncated,
             Ok(n) => n,
-            Err(e) if timed_out(&e) => return Ended::Idle,
+            Err(e) if timed_out(&e) && filled == 0 => return Ended::Idle,
+            Err(e) if timed_out(&e) => return Ended::TooSlow,
             Err(e) => return Ended::Io(e),
         };
         filled += n;
