@@ -514,8 +514,14 @@ fn proxy_closes_an_idle_tunnel_at_both_ends() {
         let all = to_end(&mut c);
         let took = start.elapsed();
         assert!(all.starts_with(b"HTTP/1.1 200 "));
-        assert!(took >= TEST_IDLE && took < 3 * TEST_IDLE, "closed after {took:?}");
-        assert!(eventually(|| ended.load(Ordering::SeqCst) == 1), "upstream side kept");
+        assert!(
+            took >= TEST_IDLE && took < 3 * TEST_IDLE,
+            "closed after {took:?}"
+        );
+        assert!(
+            eventually(|| ended.load(Ordering::SeqCst) == 1),
+            "upstream side kept"
+        );
         up.stop();
     });
 }
