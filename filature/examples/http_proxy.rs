@@ -78,16 +78,17 @@ pub(crate) fn start(port: u16, idle: Duration) -> io::Result<Server> {
     })
 }
 
-/// Why a request failed: the status the client gets (if no response has begun) and a log line.
+/// Why a request failed: the status the client gets (if no response has begun) and the log
+/// line (none for an end that is no failure).
 struct Failure {
     status: Option<u16>,
-    why: String,
+    why: Option<String>,
 }
 
 fn fail(status: u16, why: impl Into<String>) -> Failure {
     Failure {
         status: Some(status),
-        why: why.into(),
+        why: Some(why.into()),
     }
 }
 
@@ -95,7 +96,7 @@ fn fail(status: u16, why: impl Into<String>) -> Failure {
 fn quiet() -> Failure {
     Failure {
         status: None,
-        why: String::new(),
+        why: None,
     }
 }
 
@@ -103,7 +104,7 @@ fn quiet() -> Failure {
 fn broken(why: impl Into<String>) -> Failure {
     Failure {
         status: None,
-        why: why.into(),
+        why: Some(why.into()),
     }
 }
 
@@ -142,9 +143,9 @@ fn client(stream: TcpStream, peer: SocketAddr, idle: Duration) {
 
 /// Answers a failure (if the response has not begun) and logs it, once per episode.
 fn report(client: &TcpStream, peer: SocketAddr, f: Failure) {
-    if f.why.is_empty() {
+    let Some(why) = f.why else {
         return; // quiet()
-    }
+    };
     let kind = f.status.map_or("broken", reason);
     if let Some(status) = f.status {
         let head = format!(
@@ -156,7 +157,7 @@ fn report(client: &TcpStream, peer: SocketAddr, f: Failure) {
         }
     }
     let status = f.status.map_or(String::new(), |s| format!(" ({s})"));
-    server::episode(kind, format_args!("http_proxy: {peer}: {}{status}", f.why));
+    server::episode(kind, format_args!("http_proxy: {peer}: {why}{status}"));
 }
 
 /// After an error response: end our side and drop what the client still sends, briefly, so that
