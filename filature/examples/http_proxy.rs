@@ -147,6 +147,8 @@ fn report(client: &TcpStream, peer: SocketAddr, f: Failure) {
         return; // quiet()
     };
     let kind = f.status.map_or("broken", reason);
+    let status = f.status.map_or(String::new(), |s| format!(" ({s})"));
+    server::episode(kind, format_args!("http_proxy: {peer}: {why}{status}"));
     if let Some(status) = f.status {
         let head = format!(
             "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -156,8 +158,6 @@ fn report(client: &TcpStream, peer: SocketAddr, f: Failure) {
             linger(client);
         }
     }
-    let status = f.status.map_or(String::new(), |s| format!(" ({s})"));
-    server::episode(kind, format_args!("http_proxy: {peer}: {why}{status}"));
 }
 
 /// After an error response: end our side and drop what the client still sends, briefly, so that

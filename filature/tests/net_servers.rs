@@ -405,26 +405,32 @@ fn proxy_forwards_requests_and_keeps_both_connections_alive() {
 }
 
 #[test]
-fn proxy_passes_chunked_responses_through_and_keeps_the_connection() {
+fn proxy_rewrites_requests_and_passes_chunked_responses_through() {
     let _w = Watchdog::new("proxy chunked", Duration::from_secs(30));
     with_proxy(TEST_IDLE, |proxy| {
-        let (up, _) = upstream(|mut s| {
-            let mut buf = [0; 4096];
-            // One chunked response per request head (no bodies here).
-            while let Ok(n) = s.read(&mut buf) {
-                let heads = buf[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
-                if n == 0 || heads == 0 {
-                    return;
-                }
-                let one: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n8\r\n, World!\r\n0\r\nX-Trailer: t\r\n\r\n";
-                if s.write_all(&one.repeat(heads)).is_err() {
-                    return;
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (up, _) = upstream({
+            let heads = heads.clone();
+            move |mut s| {
+                let mut buf = [0; 4096];
+                // One chunked response per request head (no bodies here), heads kept.
+                while let Ok(n) = s.read(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let count = text.matches("\r\n\r\n").count();
+                    if n == 0 || count == 0 {
+                        return;
+                    }
+                    heads.lock().unwrap().push(text);
+                    let one: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n8\r\n, World!\r\n0\r\nX-Trailer: t\r\n\r\n";
+                    if s.write_all(&one.repeat(count)).is_err() {
+                        return;
+                    }
                 }
             }
         });
         let mut c = client(proxy);
-        for _ in 0..2 {
-            c.write_all(&proxied_get(up.addr(), "/")).unwrap();
+        for path in ["/x?y=1", ""] {
+            c.write_all(&proxied_get(up.addr(), path)).unwrap();
             let mut got = Vec::new();
             let mut buf = [0; 4096];
             while !got.ends_with(b"0\r\nX-Trailer: t\r\n\r\n") {
@@ -440,7 +446,21 @@ fn proxy_passes_chunked_responses_through_and_keeps_the_connection() {
             );
         }
         drop(c);
+        let addr = up.addr();
         up.stop();
+        // Origin form upstream, the URI's authority as Host, no hop-by-hop headers; one
+        // upstream connection carried both.
+        let heads = heads.lock().unwrap();
+        let host = format!("\r\nHost: {addr}\r\n");
+        assert!(heads[0].starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{heads:?}");
+        assert!(heads[1].starts_with("GET / HTTP/1.1\r\n"), "{heads:?}");
+        for head in heads.iter() {
+            assert_eq!(head.matches(&host).count(), 1, "{head:?}");
+            assert!(
+                !head.to_ascii_lowercase().contains("proxy-connection"),
+                "{head:?}"
+            );
+        }
     });
 }
 
@@ -529,6 +549,7 @@ fn proxy_closes_an_idle_tunnel_at_both_ends() {
 #[test]
 fn proxy_answers_502_for_a_refused_upstream_and_504_for_a_silent_one() {
     let _w = Watchdog::new("proxy errors", Duration::from_secs(30));
+    let log = LogCapture::global(); // the proxy logs from its own thread
     with_proxy(TEST_IDLE, |proxy| {
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -548,6 +569,15 @@ fn proxy_answers_502_for_a_refused_upstream_and_504_for_a_silent_one() {
         c.write_all(&proxied_get(silent.local_addr().unwrap(), "/"))
             .unwrap();
         assert_eq!(response(&mut c).0, 504);
+
+        // Two refusals, one episode: one log line.
+        assert_eq!(
+            log.count(&["cannot connect to", "(502)"]),
+            1,
+            "{}",
+            log.text()
+        );
+        assert_eq!(log.count(&["no head in time (504)"]), 1, "{}", log.text());
     });
 }
 
