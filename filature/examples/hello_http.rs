@@ -10,8 +10,10 @@
 //!
 //! Binds 127.0.0.1 (`--port 0`, the default, picks a free port) and prints
 //! `hello_http: listening on ADDR` once it listens. `--hubs N` serves the port from N OS threads,
-//! each running a hub with its own `SO_REUSEPORT` listener (see `common/server.rs` for why this
-//! rather than one acceptor). `--secs N` stops after N seconds, closing every connection.
+//! each running a hub with its own `SO_REUSEPORT` listener and accept loop, rather than one
+//! acceptor handing connections to the others: the kernel spreads the connections, none crosses
+//! threads (no hand-off and wake-up per connection), and a hub that is busy or backing off (out
+//! of descriptors) holds up no other. `--secs N` stops after N seconds, closing every connection.
 //!
 //! What it does not put up with, by default: a connection that has not sent a complete request
 //! within `--idle-secs` (10) of the server waiting for it is closed (an idle keep-alive
