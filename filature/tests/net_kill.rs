@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{in_child, LogCapture, Watchdog};
+use common::{cpu_time, in_child, use_up_fds, LogCapture, Watchdog};
 use filature::green::{self, JoinError};
 use filature::hub;
 use filature::net::{ListenOptions, TcpListener, TcpStream};
@@ -292,17 +292,6 @@ fn a_slow_reader_parks_the_sender_and_memory_stays_bounded() {
     });
 }
 
-fn cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Out of fds with connections queued: a plain accept fails with `EMFILE` at once (as std's);
 /// `accept_with_backoff` logs once, sleeps instead of spinning, and accepts when an fd frees.
 #[test]
@@ -318,21 +307,7 @@ fn accept_out_of_fds_backs_off_instead_of_spinning() {
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         let log = LogCapture::start_bare();
-        let top = std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-            .max()
-            .unwrap();
-        let limit = libc::rlimit {
-            rlim_cur: top + 1,
-            rlim_max: top + 1,
-        };
-        // SAFETY: a valid rlimit struct for a known resource.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-        let mut holes = Vec::new();
-        while let Ok(f) = std::fs::File::open("/dev/null") {
-            holes.push(f);
-        }
+        let mut holes = use_up_fds();
         let e = l.accept().unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
         let cpu = cpu_time();

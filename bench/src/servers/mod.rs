@@ -118,7 +118,9 @@ fn free_port() -> Result<u16, String> {
 pub(crate) fn run_http_server(system: &str, port: u16, workers: usize) -> Result<(), String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match system {
-        "filature" => filature_server(addr, workers, http_core::connection),
+        "filature" => filature_server(addr, workers, |s| {
+            http_core::connection(s, http_core::IDLE);
+        }),
         "tokio" => tokio_server(addr, workers),
         "may" => may_server(addr, workers),
         "may_minihttp" => may_minihttp_server(addr, workers),
@@ -163,34 +165,63 @@ fn tokio_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
     })
 }
 
+/// `http_core::connection` in tokio's terms: the same parse, answers, caps and idle rule (a
+/// request complete within `IDLE` of the server waiting for it; a write that waits `IDLE` for a
+/// peer that does not read ends the connection), with tokio's timers instead of socket timeouts.
 async fn tokio_connection(mut s: tokio::net::TcpStream) {
-    use http_core::{serve, Parsed, BUF};
+    use http_core::{serve, Parsed, BUF, IDLE};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{timeout, Instant};
     let mut buf = vec![0u8; BUF];
     let mut filled = 0;
     let mut out = Vec::with_capacity(BUF);
+    let mut waiting_since = Instant::now();
     loop {
-        let n = match s.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        if filled == 0 {
+            waiting_since = Instant::now();
+        }
+        let left = IDLE.saturating_sub(waiting_since.elapsed());
+        let n = match timeout(left, s.read(&mut buf[filled..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => n,
         };
         filled += n;
-        match serve(&buf[..filled], &mut out) {
-            Parsed::Close => return,
-            Parsed::Requests { consumed } => {
-                buf.copy_within(consumed..filled, 0);
-                filled -= consumed;
-            }
+        let parsed = serve(&buf[..filled], &mut out);
+        if let Parsed::Requests { consumed } = parsed {
+            buf.copy_within(consumed..filled, 0);
+            filled -= consumed;
         }
         if !out.is_empty() {
-            if s.write_all(&out).await.is_err() {
-                return;
+            match timeout(IDLE, s.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                _ => return,
             }
-            out.clear();
         }
-        if filled == buf.len() {
+        if let Parsed::Close(_) = parsed {
+            // The lingering close of `http_core::connection`: end our side, drain a little.
+            let _ = s.shutdown().await;
+            let mut drained = 0;
+            while drained < 64 * 1024 {
+                match timeout(std::time::Duration::from_secs(1), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => drained += n,
+                    _ => return,
+                }
+            }
             return;
         }
+    }
+}
+
+/// What `http_core::connection` needs of a may socket.
+impl http_core::Conn for may::net::TcpStream {
+    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        may::net::TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        may::net::TcpStream::set_write_timeout(self, t)
+    }
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -202,7 +233,9 @@ fn may_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
         match stream {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                may::go!(move || http_core::connection(s));
+                may::go!(move || {
+                    http_core::connection(s, http_core::IDLE);
+                });
             }
             Err(_) => may::coroutine::sleep(std::time::Duration::from_millis(10)),
         }

@@ -14,9 +14,26 @@ fn is_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-/// Errors about one connection only (it went away before we accepted it): accept the next.
+/// Errors about one connection only: accept the next. Besides a connection that went away before
+/// we accepted it (`ECONNABORTED`), Linux's `accept` passes on the network errors already pending
+/// on the new connection, and its man page says to treat those of TCP/IP like `EAGAIN`; `EPERM`
+/// is a firewall's refusal of that one connection.
 fn is_per_connection(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO))
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::EPERM
+        )
+    )
 }
 
 /// Calls `accept` until it succeeds or fails with an error that is not transient; backs off
@@ -49,5 +66,27 @@ pub(crate) fn with_backoff<T>(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error pending on one queued connection does not end the accept loop: the next
+    /// connection is accepted.
+    #[test]
+    fn network_errors_of_one_connection_are_skipped() {
+        for errno in [
+            libc::ECONNABORTED,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+            libc::EPERM,
+        ] {
+            let mut results = vec![Err(io::Error::from_raw_os_error(errno)), Ok(7)].into_iter();
+            assert_eq!(with_backoff("test", || results.next().unwrap()).unwrap(), 7);
+        }
+        let mut fatal = || -> io::Result<u8> { Err(io::Error::from_raw_os_error(libc::EBADF)) };
+        assert!(with_backoff("test", &mut fatal).is_err());
     }
 }

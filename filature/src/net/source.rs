@@ -3,16 +3,16 @@
 //! Timeouts live where std keeps them, in the kernel (`SO_RCVTIMEO`, `SO_SNDTIMEO`): they have no
 //! effect on a non-blocking fd, but the getters then report what std's report (the kernel rounds
 //! to its clock tick), clones share them as std's do, and a blocking call reads its timeout
-//! there when it is about to park. That `getsockopt` is skipped for a socket that cannot have a
-//! timeout: one filature created itself (`bind`, `connect`, or `accept` on such a listener:
-//! Linux copies a listener's timeouts to the sockets it accepts) and on which no timeout was ever
-//! set. An adopted std socket, an accepted one of an adopted listener, and `try_clone`d ones
-//! (which share their timeouts with a sibling) always look (`may_have_timeouts`). A timeout set
-//! on the raw fd with `setsockopt` behind filature's back is not seen.
-
+//! there when it is about to park. To spare that `getsockopt` on every park, a socket remembers
+//! each direction's timeout when it knows it: a socket filature created itself has none (or, if
+//! accepted, its listener's, which Linux copies), and `set_read_timeout`/`set_write_timeout`
+//! store what they set. It asks the kernel when it cannot know: an adopted std socket, the
+//! sockets accepted from one, and `try_clone`d siblings (which share their timeouts, so either
+//! may change both). A timeout set on the raw fd with `setsockopt` behind filature's back is not
+//! seen.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -27,9 +27,32 @@ pub(crate) struct Source<S: AsRawFd + AsFd> {
     io: S,
     /// `set_nonblocking(true)`: calls return `WouldBlock` instead of parking.
     nonblocking: AtomicBool,
-    /// False only while the socket cannot have a kernel timeout (see the module docs): a park
-    /// then needs no `getsockopt`.
-    may_have_timeouts: AtomicBool,
+    /// Each direction's timeout as far as this socket knows it (read, write; see `Known`).
+    timeouts: [AtomicU64; 2],
+}
+
+/// A remembered timeout: `NONE`, `UNKNOWN` (ask the kernel), or nanoseconds.
+struct Known;
+
+impl Known {
+    const NONE: u64 = 0;
+    const UNKNOWN: u64 = u64::MAX;
+
+    fn encode(t: Option<Duration>) -> u64 {
+        match t {
+            None => Known::NONE,
+            Some(d) => u64::try_from(d.as_nanos())
+                .unwrap_or(Known::UNKNOWN - 1)
+                .clamp(1, Known::UNKNOWN - 1),
+        }
+    }
+}
+
+fn slot(dir: Direction) -> usize {
+    match dir {
+        Direction::Read => 0,
+        Direction::Write => 1,
+    }
 }
 
 impl<S: AsRawFd + AsFd> Source<S> {
@@ -46,17 +69,25 @@ impl<S: AsRawFd + AsFd> Source<S> {
     }
 
     fn with_timeouts(io: S, may_have_timeouts: bool) -> Source<S> {
+        let known = if may_have_timeouts {
+            Known::UNKNOWN
+        } else {
+            Known::NONE
+        };
         Source {
             reg: Registration::new(io.as_raw_fd()),
             io,
             nonblocking: AtomicBool::new(false),
-            may_have_timeouts: AtomicBool::new(may_have_timeouts),
+            timeouts: [AtomicU64::new(known), AtomicU64::new(known)],
         }
     }
 
-    /// Whether the socket may carry kernel timeouts (for the sockets a listener accepts).
+    /// Whether the socket may carry kernel timeouts (for the sockets a listener accepts, which
+    /// inherit them).
     pub(crate) fn may_have_timeouts(&self) -> bool {
-        self.may_have_timeouts.load(Ordering::Relaxed)
+        self.timeouts
+            .iter()
+            .any(|t| t.load(Ordering::Relaxed) != Known::NONE)
     }
 
     pub(crate) fn get_ref(&self) -> &S {
@@ -137,22 +168,36 @@ impl<S: AsRawFd + AsFd> Source<S> {
                     "cannot set a 0 duration timeout",
                 ))
             }
-            t => t.map(as_timeval),
+            t => t,
         };
-        self.may_have_timeouts.store(true, Ordering::Relaxed);
         let sock = SockRef::from(&self.io);
-        match dir {
-            Direction::Read => sock.set_read_timeout(t),
-            Direction::Write => sock.set_write_timeout(t),
+        let known = &self.timeouts[slot(dir)];
+        let set = match dir {
+            Direction::Read => sock.set_read_timeout(t.map(as_timeval)),
+            Direction::Write => sock.set_write_timeout(t.map(as_timeval)),
+        };
+        // Unknown stays unknown (an adopted socket, or `try_clone` siblings sharing the
+        // kernel's value): keep asking the kernel then.
+        if known.load(Ordering::Relaxed) != Known::UNKNOWN {
+            known.store(
+                if set.is_ok() {
+                    Known::encode(t)
+                } else {
+                    Known::UNKNOWN
+                },
+                Ordering::Relaxed,
+            );
         }
+        set
     }
 
     /// The timeout as the kernel keeps it (`None` if it cannot be read: a socket without one).
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
-        if !self.may_have_timeouts() {
-            return None;
+        match self.timeouts[slot(dir)].load(Ordering::Relaxed) {
+            Known::NONE => None,
+            Known::UNKNOWN => self.get_timeout(dir).unwrap_or(None),
+            nanos => Some(Duration::from_nanos(nanos)),
         }
-        self.get_timeout(dir).unwrap_or(None)
     }
 
     /// std's `read_timeout`/`write_timeout`.
@@ -173,7 +218,9 @@ impl<S: AsRawFd + AsFd> Source<S> {
         let src = Source::new(S::from(self.io.as_fd().try_clone_to_owned()?));
         src.set_nonblocking(self.is_nonblocking());
         // Siblings share their timeouts: either may set one for both from now on.
-        self.may_have_timeouts.store(true, Ordering::Relaxed);
+        for t in self.timeouts.iter().chain(&src.timeouts) {
+            t.store(Known::UNKNOWN, Ordering::Relaxed);
+        }
         Ok(src)
     }
 

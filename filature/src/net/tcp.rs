@@ -116,7 +116,8 @@ impl TcpListener {
     }
 
     /// [`accept`](Self::accept) for a server's accept loop: retries what a later accept may
-    /// not meet again (a connection aborted before it was accepted) and, when the process or
+    /// not meet again (a connection aborted before it was accepted, or with a network error
+    /// pending, which Linux reports from `accept`) and, when the process or
     /// the system is out of file descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`,
     /// `ENOMEM`), logs one warning, sleeps (5 ms, doubling up to 1 s) and tries again until
     /// it works, logging once more when it does. Other errors are returned. See "Accept loops"

@@ -275,3 +275,37 @@ pub(crate) fn hub_thread(name: &str) -> (filature::hub::HubHandle, std::thread::
         .unwrap();
     (rx.recv_timeout(LONG).unwrap(), t)
 }
+
+/// Runs this process out of file descriptors: lowers `RLIMIT_NOFILE` to just above the highest
+/// open one and fills every free slot below it. Dropping the files frees their slots; the limit
+/// stays (for a child process of [`in_child`]).
+pub(crate) fn use_up_fds() -> Vec<std::fs::File> {
+    let top = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let limit = libc::rlimit {
+        rlim_cur: top + 1,
+        rlim_max: top + 1,
+    };
+    // SAFETY: a valid rlimit struct for a known resource.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut holes = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        holes.push(f);
+    }
+    holes
+}
+
+/// The CPU time this process has used.
+pub(crate) fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
