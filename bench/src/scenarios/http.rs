@@ -13,31 +13,49 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::harness::{Config, Metric};
-use crate::servers::{ServerProcess, HTTP_SERVER_COMMAND, HTTP_SYSTEMS};
+use crate::servers::{ServerProcess, HTTP_SERVER_COMMAND, HTTP_SYSTEMS, PROTOCOL_HTTP_SYSTEMS};
 use crate::System;
+
+/// A registry entry for one system of one of this module's scenarios (the entries of a
+/// scenario share one interleaved measurement).
+macro_rules! entry {
+    ($scenario:literal, $system:literal) => {
+        System {
+            name: $system,
+            run: |cfg| metrics_for($scenario, $system, cfg),
+        }
+    };
+}
 
 pub(crate) fn systems() -> Vec<System> {
     vec![
-        System {
-            name: "filature",
-            run: |cfg| metrics_for("filature", cfg),
-        },
-        System {
-            name: "tokio",
-            run: |cfg| metrics_for("tokio", cfg),
-        },
-        System {
-            name: "may",
-            run: |cfg| metrics_for("may", cfg),
-        },
-        System {
-            name: "may_minihttp",
-            run: |cfg| metrics_for("may_minihttp", cfg),
-        },
+        entry!("http", "filature"),
+        entry!("http", "tokio"),
+        entry!("http", "may"),
+        entry!("http", "may_minihttp"),
     ]
+}
+
+/// `protocol_http`: the same HTTP core written as a filature `Protocol`, beside the green-socket
+/// server and tokio's, one hub / worker (no 2-hub runs).
+pub(crate) fn protocol_systems() -> Vec<System> {
+    vec![
+        entry!("protocol_http", "filature-protocol"),
+        entry!("protocol_http", "filature"),
+        entry!("protocol_http", "tokio"),
+    ]
+}
+
+/// Which servers a scenario runs, and with how many workers.
+fn plan(scenario: &str) -> (&'static [&'static str], &'static [usize]) {
+    if scenario == "protocol_http" {
+        (PROTOCOL_HTTP_SYSTEMS, &[1])
+    } else {
+        (HTTP_SYSTEMS, &[1, 2])
+    }
 }
 
 /// One wrk run's outcome.
@@ -52,10 +70,15 @@ struct Load {
 /// (system, workers, connections) → one `Load` per round.
 type Results = HashMap<(&'static str, usize, usize), Vec<Load>>;
 
-static RESULTS: OnceLock<Result<Results, String>> = OnceLock::new();
+/// Each scenario's results, measured once for all its systems.
+static RESULTS: OnceLock<Mutex<HashMap<&'static str, Result<Results, String>>>> = OnceLock::new();
 
-fn metrics_for(system: &str, cfg: &Config) -> Vec<Metric> {
-    let results = RESULTS.get_or_init(|| measure_all(cfg));
+fn metrics_for(scenario: &'static str, system: &str, cfg: &Config) -> Vec<Metric> {
+    let table = RESULTS.get_or_init(Default::default);
+    let mut table = table.lock().unwrap();
+    let results = table
+        .entry(scenario)
+        .or_insert_with(|| measure_all(scenario, cfg));
     let results = match results {
         Ok(r) => r,
         Err(e) => {
@@ -63,7 +86,7 @@ fn metrics_for(system: &str, cfg: &Config) -> Vec<Metric> {
         }
     };
     let pick = |workers: usize, conns: usize, f: fn(&Load) -> f64| -> Option<(f64, String)> {
-        let loads = results.get(&(intern(system)?, workers, conns))?;
+        let loads = results.get(&(intern(scenario, system)?, workers, conns))?;
         let mut values: Vec<f64> = loads.iter().map(f).collect();
         values.sort_by(f64::total_cmp);
         let median = values[values.len() / 2];
@@ -109,20 +132,21 @@ fn metrics_for(system: &str, cfg: &Config) -> Vec<Metric> {
     out
 }
 
-fn intern(system: &str) -> Option<&'static str> {
-    HTTP_SYSTEMS.iter().copied().find(|s| *s == system)
+fn intern(scenario: &str, system: &str) -> Option<&'static str> {
+    plan(scenario).0.iter().copied().find(|s| *s == system)
 }
 
-fn measure_all(cfg: &Config) -> Result<Results, String> {
+fn measure_all(scenario: &str, cfg: &Config) -> Result<Results, String> {
     which_wrk()?;
+    let (systems, worker_counts) = plan(scenario);
     let rounds = cfg.pick(1, 3);
     let secs = cfg.pick(1, 5);
     let mut results = Results::new();
     for round in 0..rounds {
-        for workers in [1, 2] {
-            let n = HTTP_SYSTEMS.len();
+        for &workers in worker_counts {
+            let n = systems.len();
             for i in 0..n {
-                let system = HTTP_SYSTEMS[(i + round) % n];
+                let system = systems[(i + round) % n];
                 let server = ServerProcess::start(HTTP_SERVER_COMMAND, system, workers)?;
                 let load = |conns| wrk(&server, conns, secs);
                 for conns in [100, 1000] {

@@ -104,6 +104,18 @@ pub(crate) fn registry() -> Vec<Scenario> {
             floor: None,
             systems: sockets::conns_systems,
         },
+        Scenario {
+            name: "protocol_echo",
+            about: "echo's load against filature's Protocol and GreenTransport echo servers (child process each)",
+            floor: None,
+            systems: sockets::protocol_echo_systems,
+        },
+        Scenario {
+            name: "protocol_http",
+            about: "http's wrk load against the HTTP core written as a filature Protocol (1 hub)",
+            floor: None,
+            systems: http::protocol_systems,
+        },
     ]
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Config, Metric};
 use crate::loadgen;
-use crate::servers::{ServerProcess, ECHO_SERVER_COMMAND, ECHO_SYSTEMS};
+use crate::servers::{ServerProcess, ECHO_SERVER_COMMAND, ECHO_SYSTEMS, PROTOCOL_ECHO_SYSTEMS};
 use crate::System;
 
 /// (scenario, system) → the metric samples of every round.
@@ -47,6 +47,17 @@ pub(crate) fn connect_rate_systems() -> Vec<System> {
         entry!("connect_rate", "filature"),
         entry!("connect_rate", "tokio"),
         entry!("connect_rate", "may"),
+    ]
+}
+
+/// `protocol_echo`: the echo written as a `Protocol` and as a `SpawnFactory` handler on a
+/// `GreenTransport`, beside the green-socket echo and tokio's, under `echo`'s load.
+pub(crate) fn protocol_echo_systems() -> Vec<System> {
+    vec![
+        entry!("protocol_echo", "filature-protocol"),
+        entry!("protocol_echo", "filature-green-transport"),
+        entry!("protocol_echo", "filature"),
+        entry!("protocol_echo", "tokio"),
     ]
 }
 
@@ -109,12 +120,17 @@ fn measure(scenario: &'static str, cfg: &Config) -> Result<Samples, String> {
     }
     let mut samples = Samples::new();
     for round in 0..rounds {
-        let n = ECHO_SYSTEMS.len();
+        let systems = if scenario == "protocol_echo" {
+            PROTOCOL_ECHO_SYSTEMS
+        } else {
+            ECHO_SYSTEMS
+        };
+        let n = systems.len();
         for i in 0..n {
-            let system = ECHO_SYSTEMS[(i + round) % n];
+            let system = systems[(i + round) % n];
             let server = ServerProcess::start(ECHO_SERVER_COMMAND, system, 1)?;
             let metrics = match scenario {
-                "echo" => echo_round(&server, cfg)?,
+                "echo" | "protocol_echo" => echo_round(&server, cfg)?,
                 "connect_rate" => connect_round(&server, cfg)?,
                 _ => conns_round(&server, cfg)?,
             };

@@ -24,6 +24,19 @@ pub(crate) const HTTP_SYSTEMS: &[&str] = &["filature", "tokio", "may", "may_mini
 /// The echo servers.
 pub(crate) const ECHO_SYSTEMS: &[&str] = &["filature", "tokio", "may"];
 
+/// The `protocol_echo` servers: filature's echo as a `Protocol`, as a `SpawnFactory` handler on a
+/// `GreenTransport`, and on green sockets, against tokio's.
+pub(crate) const PROTOCOL_ECHO_SYSTEMS: &[&str] = &[
+    "filature-protocol",
+    "filature-green-transport",
+    "filature",
+    "tokio",
+];
+
+/// The `protocol_http` servers: the HTTP core as a filature `Protocol`, on green sockets, and on
+/// tokio.
+pub(crate) const PROTOCOL_HTTP_SYSTEMS: &[&str] = &["filature-protocol", "filature", "tokio"];
+
 /// A benchmark server in its own process (`exe <command> <system> <port> <workers>`), killed
 /// when dropped.
 pub(crate) struct ServerProcess {
@@ -121,6 +134,7 @@ pub(crate) fn run_http_server(system: &str, port: u16, workers: usize) -> Result
         "filature" => filature_server(addr, workers, |s| {
             http_core::connection(s, http_core::IDLE);
         }),
+        "filature-protocol" => protocol_server(addr, || Box::new(HttpProtocol::default())),
         "tokio" => tokio_server(addr, workers),
         "may" => may_server(addr, workers),
         "may_minihttp" => may_minihttp_server(addr, workers),
@@ -275,6 +289,8 @@ pub(crate) fn run_echo_server(system: &str, port: u16, workers: usize) -> Result
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match system {
         "filature" => filature_server(addr, workers, echo_connection),
+        "filature-protocol" => protocol_server(addr, || Box::new(EchoProtocol(None))),
+        "filature-green-transport" => green_transport_echo(addr),
         "tokio" => tokio_echo(addr),
         "may" => may_echo(addr, workers),
         other => Err(format!("unknown echo server `{other}`")),
@@ -396,4 +412,94 @@ fn filature_server(
         let _ = t.join();
     }
     Err("every hub's accept loop ended".into())
+}
+
+/// Serves `addr` with a `Protocol` per connection on this thread's hub (one hub).
+fn protocol_server(
+    addr: SocketAddr,
+    build: fn() -> Box<dyn filature::net::Protocol>,
+) -> Result<(), String> {
+    use filature::{hub, net};
+    hub::scope(|| {
+        let _port = net::listen_tcp(addr, move |_peer| Some(build())).map_err(|e| e.to_string())?;
+        announce();
+        hub::run();
+        Err("the hub stopped".to_string())
+    })
+}
+
+/// Echo as a Twisted-style protocol: write back what arrives.
+struct EchoProtocol(Option<filature::net::Transport>);
+
+impl filature::net::Protocol for EchoProtocol {
+    fn connection_made(&mut self, transport: filature::net::Transport) {
+        self.0 = Some(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.0 {
+            t.write(data);
+        }
+    }
+}
+
+/// The HTTP core as a protocol: parse what arrived (keeping a partial request), answer every
+/// complete one, close on garbage or an oversized head.
+#[derive(Default)]
+struct HttpProtocol {
+    transport: Option<filature::net::Transport>,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl filature::net::Protocol for HttpProtocol {
+    fn connection_made(&mut self, transport: filature::net::Transport) {
+        self.transport = Some(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        let Some(t) = self.transport.clone() else {
+            return;
+        };
+        let parsed = if self.pending.is_empty() {
+            http_core::serve(data, &mut self.out)
+        } else {
+            self.pending.extend_from_slice(data);
+            http_core::serve(&self.pending, &mut self.out)
+        };
+        if !self.out.is_empty() {
+            t.write(&self.out);
+            self.out.clear();
+        }
+        match parsed {
+            http_core::Parsed::Requests { consumed } => {
+                if self.pending.is_empty() {
+                    self.pending.extend_from_slice(&data[consumed..]);
+                } else {
+                    self.pending.drain(..consumed);
+                }
+            }
+            http_core::Parsed::Close(_) => t.lose_connection(),
+        }
+    }
+}
+
+/// Echo on eventlib's bridge: a green thread per connection reads chunks from a
+/// `GreenTransport` and writes them back.
+fn green_transport_echo(addr: SocketAddr) -> Result<(), String> {
+    use filature::{hub, net};
+    hub::scope(|| {
+        let factory = net::SpawnFactory::new(|conn: net::GreenTransport| loop {
+            match conn.recv(ECHO_BUF) {
+                Ok(chunk) if !chunk.is_empty() => {
+                    if conn.write(&chunk).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        });
+        let _port = net::listen_tcp(addr, factory).map_err(|e| e.to_string())?;
+        announce();
+        hub::run();
+        Err("the hub stopped".to_string())
+    })
 }
