@@ -61,7 +61,9 @@ fn one_green_thread_reads_while_another_writes_the_same_stream() {
     });
     writer.join();
     assert_eq!(reader.join(), TOTAL);
-    assert_eq!(s.registrations(), 1);
+    // Reader and writer share one registration with this hub (none at all if neither ever
+    // had to wait: registration is lazy, and a slow run may never meet a full or empty buffer).
+    assert!(s.registrations() <= 1, "{}", s.registrations());
 }
 
 #[test]
@@ -71,11 +73,21 @@ fn a_stream_accepted_on_one_hub_is_used_on_another() {
     let (b, b_thread) = hub_thread("net-hub-b");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    // Waits (bounded) until `hub` has a socket registered: a read there has parked.
+    let parked_on = |hub: filature::hub::HubHandle| {
+        let start = std::time::Instant::now();
+        while hub.spawn(|| hub::stats().io_registrations).unwrap().join() == 0
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let (a2, b2) = (a.clone(), b.clone());
     let client = std::thread::spawn(move || {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
-        std::thread::sleep(Duration::from_millis(50)); // hub A's read parks first
+        parked_on(a2); // hub A's read parks first
         c.write_all(b"move").unwrap();
-        std::thread::sleep(Duration::from_millis(50)); // the stream moves meanwhile
+        parked_on(b2); // the stream moved, and hub B's read parks
         c.write_all(b"next").unwrap();
         let mut answer = String::new();
         c.read_to_string(&mut answer).unwrap();
