@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::harness::Metric;
 
@@ -111,14 +112,20 @@ fn draw(
     caption: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let panel_h = 260u32;
-    let height = panel_h * metrics.len() as u32 + 40;
+    let height = panel_h * metrics.len() as u32 + 50;
     let root = SVGBackend::new(path, (760, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (body, foot) = root.split_vertically(height - 40);
+    let (body, foot) = root.split_vertically(height - 50);
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
     foot.draw(&Text::new(
-        format!("filature-bench {scenario}: {caption}. Filature in orange; the floor, where there is one, in grey."),
-        (10, 12),
-        ("sans-serif", 13).into_font().color(&BLACK),
+        format!("filature-bench {scenario}: {caption}."),
+        (10, 8),
+        font.clone(),
+    ))?;
+    foot.draw(&Text::new(
+        "filature in orange; the floor, where the scenario has one, in grey; peers in blue.",
+        (10, 28),
+        font,
     ))?;
     for (area, (metric, values)) in body.split_evenly((metrics.len(), 1)).iter().zip(metrics) {
         let n = values.len();
@@ -132,7 +139,8 @@ fn draw(
             .margin(8)
             .x_label_area_size(28)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..max * 1.15)?;
+            // A segmented `0..k` has a segment for each of 0..=k: one per system.
+            .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0.0..max * 1.15)?;
         let names: Vec<String> = values.iter().map(|(s, _)| s.clone()).collect();
         chart
             .configure_mesh()
@@ -165,8 +173,9 @@ fn draw(
         chart.draw_series(values.iter().enumerate().map(|(i, (_, v))| {
             Text::new(
                 short(*v),
-                (SegmentValue::CenterOf(i), *v * 1.02 + max * 0.02),
-                ("sans-serif", 12),
+                (SegmentValue::CenterOf(i), *v + max * 0.07),
+                TextStyle::from(("sans-serif", 12).into_font())
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
             )
         }))?;
     }
