@@ -629,24 +629,3 @@ fn proxy_answers_bad_requests_and_closes_slowloris_clients() {
         up.stop();
     });
 }
-
-/// `bench/src/servers/http_core.rs` is the example's twin: the same code below the header.
-#[test]
-fn http_core_twin_in_the_bench_crate_is_the_same_code() {
-    let _one = serial(); // it opens files, which the other tests would count
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let code = |p: &std::path::Path| -> Option<String> {
-        let text = std::fs::read_to_string(p).ok()?;
-        Some(
-            text.lines()
-                .filter(|l| !l.starts_with("//!"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    };
-    let example = code(&dir.join("examples/common/http_core.rs")).unwrap();
-    match code(&dir.join("../bench/src/servers/http_core.rs")) {
-        Some(bench) => assert!(bench == example, "the two http_core.rs have drifted apart"),
-        None => eprintln!("no bench crate beside this one; nothing to compare"),
-    }
-}

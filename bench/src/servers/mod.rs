@@ -6,6 +6,9 @@
 //!
 //! A server prints `listening` on stdout once it accepts connections, then serves until killed.
 
+/// `hello_http`'s connection loop, the one file every HTTP server here runs (the example is the
+/// filature benchmark server; included from it rather than copied).
+#[path = "../../../filature/examples/common/http_core.rs"]
 pub(crate) mod http_core;
 
 use std::io::{BufRead, BufReader, Write};

@@ -3,10 +3,8 @@
 //! and close what misbehaves (garbage, oversized headers, an idle or trickling client, a peer that
 //! stops reading).
 //!
-//! TWIN: `bench/src/servers/http_core.rs` is a copy of this file below the `//!` header (the
-//! benchmark crate cannot depend on an example, and the example is the benchmark server): keep the
-//! two byte-for-byte equal in code, so the example and every benchmark server do the same work.
-//! `filature/tests/net_servers.rs` checks that they are.
+//! The benchmark crate includes this very file (`#[path]` in `bench/src/servers/mod.rs`): every
+//! HTTP server `filature-bench` runs (filature's, tokio's, may's) does exactly this work.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
