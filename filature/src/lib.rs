@@ -64,9 +64,12 @@
 //! | any thread → a named thread | [`threads::ThreadManager::call_in_thread`], `#[run_in_thread]` | returns at once (inline on that thread) |
 //! | async ↔ green | [`green::block_on`], [`hub::spawn_future`] | parks / returns a handle |
 //!
-//! Every wait that crosses threads has a `_timeout` form, every panic is caught at the boundary
-//! it crosses and handed to whoever waits ([`Failure`]), and a duration too large for the clock
-//! (`Duration::MAX`) means "no limit".
+//! Waits on events, queues, semaphores, joins, commands, pool handles and blocking calls have
+//! `_timeout` forms, and [`green::with_timeout`] bounds any other wait; the exception is
+//! [`tpool::execute`], which holds its borrow until the job returns (use [`tpool::spawn`] for a
+//! job you may give up on). Every panic is caught at the boundary it crosses and handed to
+//! whoever waits ([`Failure`]), and a duration too large for the clock (`Duration::MAX`) means
+//! "no limit".
 //!
 //! # Modules
 //!

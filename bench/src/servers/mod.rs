@@ -138,8 +138,10 @@ pub(crate) fn run_http_server(system: &str, port: u16, workers: usize) -> Result
             http_core::connection(s, http_core::IDLE);
         }),
         "filature-protocol" => protocol_server(addr, || Box::new(HttpProtocol::default())),
-        "tokio" => tokio_server(addr, workers),
-        "may" => may_server(addr, workers),
+        "tokio" => tokio_server(addr, workers, tokio_connection),
+        "may" => may_server(addr, workers, |s| {
+            http_core::connection(s, http_core::IDLE);
+        }),
         "may_minihttp" => may_minihttp_server(addr, workers),
         other => Err(format!("unknown http server `{other}`")),
     }
@@ -151,7 +153,13 @@ fn announce() {
     let _ = out.flush();
 }
 
-fn tokio_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
+/// A tokio server: a current-thread runtime for one worker, a multi-thread one otherwise; a task
+/// per connection running `serve`.
+fn tokio_server<F, Fut>(addr: SocketAddr, workers: usize, serve: F) -> Result<(), String>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -177,7 +185,7 @@ fn tokio_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
                 }
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(tokio_connection(stream));
+            tokio::spawn(serve(stream));
         }
     })
 }
@@ -242,7 +250,12 @@ impl http_core::Conn for may::net::TcpStream {
     }
 }
 
-fn may_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
+/// A may server: `workers` may workers, a coroutine per connection running `serve`.
+fn may_server(
+    addr: SocketAddr,
+    workers: usize,
+    serve: fn(may::net::TcpStream),
+) -> Result<(), String> {
     may::config().set_workers(workers.max(1));
     let listener = may::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
     announce();
@@ -250,9 +263,7 @@ fn may_server(addr: SocketAddr, workers: usize) -> Result<(), String> {
         match stream {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                may::go!(move || {
-                    http_core::connection(s, http_core::IDLE);
-                });
+                may::go!(move || serve(s));
             }
             Err(_) => may::coroutine::sleep(std::time::Duration::from_millis(10)),
         }
@@ -294,8 +305,8 @@ pub(crate) fn run_echo_server(system: &str, port: u16, workers: usize) -> Result
         "filature" => filature_server(addr, workers, echo_connection),
         "filature-protocol" => protocol_server(addr, || Box::new(EchoProtocol(None))),
         "filature-green-transport" => green_transport_echo(addr),
-        "tokio" => tokio_echo(addr),
-        "may" => may_echo(addr, workers),
+        "tokio" => tokio_server(addr, 1, tokio_echo_connection),
+        "may" => may_server(addr, workers, echo_connection),
         other => Err(format!("unknown echo server `{other}`")),
     }
 }
@@ -319,57 +330,19 @@ pub(crate) fn echo_connection<S: std::io::Read + std::io::Write>(mut s: S) {
 /// Each echo connection's read buffer.
 pub(crate) const ECHO_BUF: usize = 4096;
 
-fn tokio_echo(addr: SocketAddr) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        announce();
-        loop {
-            let (mut s, _) = match listener.accept().await {
-                Ok(c) => c,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
+async fn tokio_echo_connection(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; ECHO_BUF];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
                 }
-            };
-            let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = vec![0u8; ECHO_BUF];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    })
-}
-
-fn may_echo(addr: SocketAddr, workers: usize) -> Result<(), String> {
-    may::config().set_workers(workers.max(1));
-    let listener = may::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    announce();
-    for stream in listener.incoming() {
-        match stream {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                may::go!(move || echo_connection(s));
             }
-            Err(_) => may::coroutine::sleep(std::time::Duration::from_millis(10)),
         }
     }
-    Ok(())
 }
 
 /// A filature server: `hubs` hubs, each inside `hub::scope` with its own `SO_REUSEPORT` listener

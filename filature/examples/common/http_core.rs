@@ -3,8 +3,9 @@
 //! and close what misbehaves (garbage, oversized headers, an idle or trickling client, a peer that
 //! stops reading).
 //!
-//! The benchmark crate includes this very file (`#[path]` in `bench/src/servers/mod.rs`): every
-//! HTTP server `filature-bench` runs (filature's, tokio's, may's) does exactly this work.
+//! The benchmark crate includes this very file (`#[path]` in `bench/src/servers/mod.rs`): its
+//! filature and may servers run it, and its tokio server (`tokio_connection`) does the same steps
+//! written async; keep that one in step with changes here.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};

@@ -256,10 +256,8 @@ impl Core {
 /// whether the answer happened to be ready. Creates no hub.
 #[inline]
 pub(crate) fn refuse_in_callback(op: &'static str) {
-    if let Some(core) = hub::existing_core() {
-        if !core.in_green() && core.in_callback() {
-            panic!("{op}: {BLOCKING_IN_CALLBACK}");
-        }
+    if hub::with_existing_core(|core| !core.in_green() && core.in_callback()) == Some(true) {
+        panic!("{op}: {BLOCKING_IN_CALLBACK}");
     }
 }
 

@@ -1089,7 +1089,21 @@ pub(crate) fn with_running<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     unsafe { p.as_ref() }.map(f)
 }
 
-/// The current thread's core, if it has one and its thread-local is still alive.
+/// Calls `f` with the current thread's core, if it has one and its thread-local is still alive,
+/// without cloning the `Rc` (the hot paths: scheduling an unpark, context checks). Holds a shared
+/// borrow of the slot while `f` runs, as `with_core` does.
+#[inline]
+pub(crate) fn with_existing_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    CORE.try_with(|slot| match slot.core.try_borrow() {
+        Ok(core) => core.as_ref().map(f),
+        Err(_) => None,
+    })
+    .ok()
+    .flatten()
+}
+
+/// The current thread's core, if it has one and its thread-local is still alive (an owned `Rc`,
+/// for callers that go on to run code which may end the hub).
 pub(crate) fn existing_core() -> Option<Rc<Core>> {
     CORE.try_with(CoreSlot::existing).ok().flatten()
 }
@@ -1101,28 +1115,27 @@ pub(crate) fn with_timers<R>(f: impl FnOnce(&mut Timers) -> R) -> R {
 /// Like [`with_timers`], but does nothing once the thread's hub is being torn down (a `Timeout`
 /// or parked wait dropped while the thread exits).
 pub(crate) fn try_with_timers(f: impl FnOnce(&mut Timers)) {
-    if let Some(core) = existing_core() {
+    with_existing_core(|core| {
         if let Ok(mut t) = core.timers.try_borrow_mut() {
             f(&mut t);
         }
-    }
+    });
 }
 
 pub(crate) fn is_current_shared(shared: &HubShared) -> bool {
-    existing_core().is_some_and(|core| std::ptr::eq(&*core.shared, shared))
+    with_existing_core(|core| std::ptr::eq(&*core.shared, shared)).unwrap_or(false)
 }
 
 /// Called by `park::unpark` when it must schedule a context that was parked.
 pub(crate) fn schedule_unparked(cell: &Unparker) {
-    let local = match existing_core() {
-        Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => {
-            if !cell.is_main() {
-                core.schedule_cell(cell);
-            }
-            true
+    let local = with_existing_core(|core| {
+        let here = Arc::ptr_eq(&core.shared, &cell.hub);
+        if here && !cell.is_main() {
+            core.schedule_cell(cell);
         }
-        _ => false,
-    };
+        here
+    })
+    .unwrap_or(false);
     if local {
         return;
     }
@@ -1135,11 +1148,11 @@ pub(crate) fn schedule_unparked(cell: &Unparker) {
 
 /// A kill of a green thread that has no slot yet: fire its delayed-spawn timer now, on its hub.
 pub(crate) fn expedite_delayed_spawn(cell: &Unparker) {
-    match existing_core() {
-        Some(core) if Arc::ptr_eq(&core.shared, &cell.hub) => core.expedite(cell),
-        _ => {
-            let _ = cell.hub.post(Msg::Expedite(cell.clone()));
-        }
+    let here = with_existing_core(|core| Arc::ptr_eq(&core.shared, &cell.hub)).unwrap_or(false);
+    if here {
+        with_core(|core| core.expedite(cell));
+    } else {
+        let _ = cell.hub.post(Msg::Expedite(cell.clone()));
     }
 }
 
@@ -1254,11 +1267,6 @@ impl Drop for AfterDrive<'_> {
 /// .unwrap();
 /// ```
 pub fn scope<R>(f: impl FnOnce() -> R) -> R {
-    scope_with_grace(EXIT_GRACE, f)
-}
-
-/// [`scope`] with another grace period for green threads to unwind (filature's own threads).
-pub(crate) fn scope_with_grace<R>(grace: Duration, f: impl FnOnce() -> R) -> R {
     if let Some(core) = existing_core() {
         crate::green::assert_main_context(&core, "hub::scope");
     }
@@ -1269,13 +1277,12 @@ pub(crate) fn scope_with_grace<R>(grace: Duration, f: impl FnOnce() -> R) -> R {
     });
     struct End {
         outermost: bool,
-        grace: Duration,
     }
     impl Drop for End {
         fn drop(&mut self) {
             if self.outermost {
                 if let Some(core) = existing_core() {
-                    core.shut_down(self.grace, false);
+                    core.shut_down(EXIT_GRACE, false);
                     drop(core);
                     detach_core();
                 }
@@ -1283,7 +1290,7 @@ pub(crate) fn scope_with_grace<R>(grace: Duration, f: impl FnOnce() -> R) -> R {
             CORE.with(|c| c.scoped.set(c.scoped.get() - 1));
         }
     }
-    let _end = End { outermost, grace };
+    let _end = End { outermost };
     f()
 }
 
