@@ -93,10 +93,12 @@ fn a_stream_accepted_on_one_hub_is_used_on_another() {
         c.read_to_string(&mut answer).unwrap();
         answer
     });
-    // On hub A: accept, then a read that parks (registering the stream with A).
+    // Accepted here (so hub A's only registration will be the stream's), then on hub A a read
+    // that parks (registering the stream with A).
+    let (s, _) = l.accept().unwrap();
     let on_a = a
         .spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
+            let mut s = s;
             let mut buf = [0; 4];
             s.read_exact(&mut buf).unwrap();
             assert_eq!(&buf, b"move");

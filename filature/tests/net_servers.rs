@@ -319,8 +319,17 @@ fn hello_backs_off_when_out_of_fds_and_serves_again() {
         served.write_all(GET).unwrap();
         assert_eq!(response(&mut served).0, 200);
         drop(holes);
-        for c in &mut waiting {
+        for (i, c) in waiting.iter_mut().enumerate() {
             c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            // On a failure, say what the server was doing (its log and its hubs' state).
+            let mut first = [0u8; 1];
+            if let Err(e) = c.peek(&mut first) {
+                panic!(
+                    "waiting client {i}: no answer ({e}); server log:\n{}\n{}",
+                    log.text(),
+                    filature::snapshot(Duration::from_secs(2))
+                );
+            }
             assert_eq!(response(c), (200, b"Hello, World!".to_vec()));
         }
         server.stop();

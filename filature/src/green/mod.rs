@@ -256,7 +256,13 @@ impl Core {
 /// whether the answer happened to be ready. Creates no hub.
 #[inline]
 pub(crate) fn refuse_in_callback(op: &'static str) {
-    if hub::with_existing_core(|core| !core.in_green() && core.in_callback()) == Some(true) {
+    hub::with_existing_core(|core| refuse_in_callback_on(core, op));
+}
+
+/// [`refuse_in_callback`] for a caller that holds the thread's core already.
+#[inline]
+pub(crate) fn refuse_in_callback_on(core: &Core, op: &'static str) {
+    if !core.in_green() && core.in_callback() {
         panic!("{op}: {BLOCKING_IN_CALLBACK}");
     }
 }

@@ -33,6 +33,24 @@
 //! next readiness of that direction wakes the owner (which then runs as a hub callback, never
 //! inside the dispatch).
 //!
+//! # Shortcuts
+//!
+//! Two shortcuts spare the syscall that would only say `WouldBlock`, as tokio's do:
+//!
+//! * A call first looks at its direction's readiness on the current hub (when the socket is
+//!   registered there): cleared means the last call said `WouldBlock` and no event came since, so
+//!   the call parks at once. A socket not yet registered there, or a direction not yet seen
+//!   blocking, counts as ready.
+//! * A **short** stream read (fewer bytes than asked, but some) empties the socket's receive
+//!   queue, and a short write fills its send buffer: the caller clears that direction right away
+//!   (`drained`), as after a `WouldBlock`, except that an end of stream already reported stays
+//!   (`READ_CLOSED`: its event may have come with the data the short read took). Only TCP streams use this (`net::TcpStream` and the
+//!   protocol transports): a Unix stream read may stop early at a change of sender credentials.
+//!   Edge-triggered epoll reports any later arrival, so nothing is missed; the one case a short
+//!   TCP read does not empty the queue is a read that stops at TCP urgent data (out-of-band, a
+//!   feature RFC 6093 tells applications not to use): the rest then waits for the peer's next
+//!   segment, as it does with tokio.
+//!
 //! # Invariants
 //!
 //! * **A scheduled I/O's readiness and waiter lists are touched only on its hub's thread**: a
@@ -88,10 +106,22 @@ impl Direction {
     fn bit(self) -> u8 {
         1 << self as u8
     }
+
+    /// Every readiness bit of this direction.
+    fn mask(self) -> u8 {
+        match self {
+            Direction::Read => READ | READ_CLOSED,
+            Direction::Write => WRITE,
+        }
+    }
 }
 
 const READ: u8 = 1;
 const WRITE: u8 = 2;
+/// The peer's end of the read side is closed (FIN, reset, hang-up): reads return at once from
+/// now on. Kept by [`ScheduledIo::clear_drained`], so a short read that took the last bytes
+/// before an end of stream whose event came with the data's does not wait for another event.
+const READ_CLOSED: u8 = 4;
 
 /// A socket as one hub sees it. See the module docs.
 pub(crate) struct ScheduledIo {
@@ -105,10 +135,17 @@ pub(crate) struct ScheduledIo {
 
 impl ScheduledIo {
     fn is_ready(&self, dir: Direction) -> bool {
-        self.readiness.load(Ordering::Relaxed) & dir.bit() != 0
+        self.readiness.load(Ordering::Relaxed) & dir.mask() != 0
     }
 
+    /// After a `WouldBlock`: the kernel said this direction is not ready.
     fn clear(&self, dir: Direction) {
+        self.readiness.fetch_and(!dir.mask(), Ordering::Relaxed);
+    }
+
+    /// After a short stream read or write: the buffer is empty (full), but an end of stream
+    /// already reported stays (a read returns it at once).
+    fn clear_drained(&self, dir: Direction) {
         self.readiness.fetch_and(!dir.bit(), Ordering::Relaxed);
     }
 
@@ -214,8 +251,11 @@ impl IoTable {
 /// Sets readiness and wakes waiters for one event (the hub's thread, right after its poll).
 pub(crate) fn dispatch(sio: &ScheduledIo, event: &mio::event::Event) {
     let mut bits = 0;
-    if event.is_readable() || event.is_read_closed() {
+    if event.is_readable() {
         bits |= READ;
+    }
+    if event.is_read_closed() {
+        bits |= READ | READ_CLOSED;
     }
     if event.is_writable() || event.is_write_closed() {
         bits |= WRITE;
@@ -250,6 +290,11 @@ impl Registration {
     /// Runs `op` (a non-blocking syscall) until it does not say `WouldBlock`, parking the caller
     /// on `dir` between tries, until `deadline` (then `on_timeout()`). Panics, naming `what`, in a
     /// hub callback, even when `op` would succeed at once.
+    ///
+    /// `drained(&r)` says whether a successful result shows the socket's buffer in that direction
+    /// emptied (read) or filled (write): a short stream read or write. The readiness is then
+    /// cleared at once, so the next call parks without a syscall that would only say
+    /// `WouldBlock` (see "Shortcuts" in the module docs).
     pub(crate) fn io<R>(
         &self,
         what: &'static str,
@@ -257,50 +302,88 @@ impl Registration {
         deadline: impl FnOnce() -> Option<Instant>,
         on_timeout: OnTimeout,
         mut op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
-        crate::green::refuse_in_callback(what);
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return r,
+        // One look at the thread's hub: refuse a blocking call in a hub callback, and find this
+        // socket's scheduled I/O there (none before its first wait on this hub).
+        let known = super::with_existing_core(|core| {
+            crate::green::refuse_in_callback_on(core, what);
+            self.registered_on(&core.shared)
+        })
+        .flatten();
+        // Not ready: the last call here said `WouldBlock` (or drained it) and no event came
+        // since, so this one would say it again.
+        if known.as_ref().map_or(true, |s| s.is_ready(dir)) {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(r) => {
+                    if let Some(sio) = known.as_ref().filter(|_| drained(&r)) {
+                        // Nothing ran since `op` (see the invariants).
+                        sio.clear_drained(dir);
+                    }
+                    return Ok(r);
+                }
+                r => return r,
+            }
         }
         let deadline = deadline();
         let parker = Parker::current(what);
-        let sio = self.scheduled_on(parker.core())?;
+        let sio = match known {
+            Some(sio) => sio,
+            None => self.scheduled_on(parker.core())?,
+        };
         loop {
-            // `op` just said WouldBlock, and no dispatch ran since (see the invariants).
+            // `op` just said WouldBlock (or the readiness was found cleared), and no dispatch
+            // ran since (see the invariants).
             sio.clear(dir);
             self.wait(&parker, &sio, dir, deadline, on_timeout)?;
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(r) => {
+                    if drained(&r) {
+                        sio.clear_drained(dir);
+                    }
+                    return Ok(r);
+                }
                 r => return r,
             }
         }
     }
 
     /// The non-parking twin of [`io`](Self::io), for owners driven by hub callbacks: runs `op`
-    /// once; on `WouldBlock` clears `dir`'s readiness on this thread's hub and lists `waker` on
-    /// it (once), so the next readiness of `dir` wakes it. On the hub's thread only (where the
-    /// owner lives), like every use of a scheduled I/O.
+    /// once; on `WouldBlock`, or on a success that `drained`, clears `dir`'s readiness on this
+    /// thread's hub and lists `waker` on it (once), so the next readiness of `dir` wakes it. On
+    /// the hub's thread only (where the owner lives), like every use of a scheduled I/O. After a
+    /// drained success the owner waits for its waker instead of trying again, unless
+    /// [`ready_here`](Self::ready_here) (an end of stream came with the data).
     pub(crate) fn try_io<R>(
         &self,
         dir: Direction,
         waker: &std::task::Waker,
         op: impl FnOnce() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let sio = super::with_core(|core| self.scheduled_on(core))?;
-                // `op` just said WouldBlock, and no dispatch ran since (see the invariants).
+        let r = op();
+        let (wait, would_block) = match &r {
+            Err(e) => (e.kind() == io::ErrorKind::WouldBlock, true),
+            Ok(r) => (drained(r), false),
+        };
+        if wait {
+            let sio = super::with_core(|core| self.scheduled_on(core))?;
+            // `op` just said WouldBlock (or drained the socket), and no dispatch ran since (see
+            // the invariants).
+            if would_block {
                 sio.clear(dir);
-                let me = Waiter::Task(waker.clone());
-                let mut w = sio.waiters.lock();
-                if !w[dir as usize].contains(&me) {
-                    w[dir as usize].push(me);
-                }
-                Err(e)
+            } else {
+                sio.clear_drained(dir);
             }
-            r => r,
+            let me = Waiter::Task(waker.clone());
+            let mut w = sio.waiters.lock();
+            if !w[dir as usize].contains(&me) {
+                w[dir as usize].push(me);
+            }
         }
+        r
     }
 
     /// Parks until `dir` is ready on `sio` or `deadline` passes.
@@ -336,6 +419,23 @@ impl Registration {
             }
             parker.park(deadline);
         }
+    }
+
+    /// Whether a call in direction `dir` on this thread's hub may make progress without waiting:
+    /// false only when the socket is registered there and that direction's readiness is
+    /// cleared (after a `WouldBlock` or a drained success, with no event since). For
+    /// callback-driven owners, after a drained [`try_io`](Self::try_io): a reported end of
+    /// stream keeps the read side ready.
+    pub(crate) fn ready_here(&self, dir: Direction) -> bool {
+        super::with_existing_core(|core| self.registered_on(&core.shared))
+            .flatten()
+            .map_or(true, |sio| sio.is_ready(dir))
+    }
+
+    /// The scheduled I/O of the hub behind `hub`, if the socket is registered there.
+    fn registered_on(&self, hub: &Arc<HubShared>) -> Option<Arc<ScheduledIo>> {
+        let list = self.scheduled.lock();
+        list.iter().find(|s| Arc::ptr_eq(&s.hub, hub)).cloned()
     }
 
     /// The scheduled I/O of `core`'s hub, registering there first if needed (and dropping idle
@@ -395,7 +495,9 @@ impl Core {
             Arc::new(ScheduledIo {
                 hub: self.shared.clone(),
                 token,
-                readiness: AtomicU8::new(0),
+                // Unknown, so assumed ready: the first call in each direction tries the
+                // syscall (the caller clears the direction that just said `WouldBlock`).
+                readiness: AtomicU8::new(READ | WRITE),
                 waiters: Mutex::new(Default::default()),
             })
         });

@@ -283,10 +283,11 @@ impl Conn {
             if buf.len() < READ_CHUNK {
                 buf.resize(READ_CHUNK, 0);
             }
+            let len = buf.len();
             let r = match &*self.stream.borrow() {
                 Some(s) => s
                     .source()
-                    .try_io(Direction::Read, &self.waker, |s| (&*s).read(&mut buf)),
+                    .try_stream_io(Direction::Read, &self.waker, len, |s| (&*s).read(&mut buf)),
                 None => return,
             };
             match r {
@@ -308,6 +309,18 @@ impl Conn {
                             *b = buf;
                         }
                     });
+                    let drained = n < len
+                        && self
+                            .stream
+                            .borrow()
+                            .as_ref()
+                            .map_or(true, |s| !s.source().ready_here(Direction::Read));
+                    if drained {
+                        // A short read emptied the socket: the waker is listed for the next
+                        // data (`try_stream_io`), so trying again would only say WouldBlock.
+                        // (An end of stream reported with the data keeps the socket ready.)
+                        return;
+                    }
                 }
                 Err(e) => {
                     READ_BUF.with(|b| *b.borrow_mut() = buf);
@@ -334,11 +347,21 @@ impl Conn {
             let mut err = None;
             while st.wpos < st.wbuf.len() {
                 let State { wbuf, wpos, .. } = &mut *st;
-                let r = s.source().try_io(Direction::Write, &self.waker, |s| {
-                    (&*s).write(&wbuf[*wpos..])
-                });
+                let r = s.source().try_stream_io(
+                    Direction::Write,
+                    &self.waker,
+                    wbuf.len() - *wpos,
+                    |s| (&*s).write(&wbuf[*wpos..]),
+                );
                 match r {
-                    Ok(n) => st.wpos += n,
+                    Ok(n) => {
+                        st.wpos += n;
+                        if st.wpos < st.wbuf.len() {
+                            // A short write filled the socket's buffer: the waker is listed
+                            // for when it drains (`try_stream_io`).
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -439,10 +462,13 @@ impl Transport {
         let mut sent = 0;
         if direct {
             let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+            let len = slices.iter().map(|s| s.len()).sum();
             let r = match &*c.stream.borrow() {
-                Some(s) => s.source().try_io(Direction::Write, &c.waker, |s| {
-                    (&*s).write_vectored(&slices)
-                }),
+                Some(s) => s
+                    .source()
+                    .try_stream_io(Direction::Write, &c.waker, len, |s| {
+                        (&*s).write_vectored(&slices)
+                    }),
                 None => return,
             };
             match r {

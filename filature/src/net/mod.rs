@@ -195,31 +195,55 @@ pub(crate) fn restore<S: AsFd>(s: &S, nonblocking: bool) {
 }
 
 /// `Read` and `Write` for a stream and for `&stream` (as std has both), parking on the
-/// stream's read and write readiness.
+/// stream's read and write readiness. `$short_drains`: a short read or write empties or fills
+/// the socket's buffer (TCP; see "Shortcuts" in `hub::io`).
 macro_rules! stream_io {
-    ($t:ty, $read:literal, $write:literal) => {
+    ($t:ty, $read:literal, $write:literal, short_drains: $short:literal) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.src
-                    .read($read, |mut s| std::io::Read::read(&mut s, buf))
+                let len = buf.len();
+                self.src.stream_call(
+                    $read,
+                    $crate::hub::io::Direction::Read,
+                    $short,
+                    len,
+                    |mut s| std::io::Read::read(&mut s, buf),
+                )
             }
             fn read_vectored(
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
-                self.src
-                    .read($read, |mut s| std::io::Read::read_vectored(&mut s, bufs))
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.src.stream_call(
+                    $read,
+                    $crate::hub::io::Direction::Read,
+                    $short,
+                    len,
+                    |mut s| std::io::Read::read_vectored(&mut s, bufs),
+                )
             }
         }
 
         impl std::io::Write for &$t {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.src
-                    .write($write, |mut s| std::io::Write::write(&mut s, buf))
+                self.src.stream_call(
+                    $write,
+                    $crate::hub::io::Direction::Write,
+                    $short,
+                    buf.len(),
+                    |mut s| std::io::Write::write(&mut s, buf),
+                )
             }
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.src
-                    .write($write, |mut s| std::io::Write::write_vectored(&mut s, bufs))
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.src.stream_call(
+                    $write,
+                    $crate::hub::io::Direction::Write,
+                    $short,
+                    len,
+                    |mut s| std::io::Write::write_vectored(&mut s, bufs),
+                )
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())

@@ -100,7 +100,7 @@ impl<S: AsRawFd + AsFd> Source<S> {
         what: &'static str,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.call(what, Direction::Read, || op(&self.io))
+        self.call(what, Direction::Read, || op(&self.io), |_| false)
     }
 
     /// A call that writes, honouring the write timeout.
@@ -109,7 +109,26 @@ impl<S: AsRawFd + AsFd> Source<S> {
         what: &'static str,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.call(what, Direction::Write, || op(&self.io))
+        self.call(what, Direction::Write, || op(&self.io), |_| false)
+    }
+
+    /// A stream's read or write of up to `len` bytes. With `short_drains` (TCP), a short one
+    /// (some bytes, fewer than `len`) emptied the receive queue or filled the send buffer, so
+    /// the next call waits for readiness without trying (see "Shortcuts" in `hub::io`).
+    pub(crate) fn stream_call(
+        &self,
+        what: &'static str,
+        dir: Direction,
+        short_drains: bool,
+        len: usize,
+        mut op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.call(
+            what,
+            dir,
+            || op(&self.io),
+            move |&n| short_drains && 0 < n && n < len,
+        )
     }
 
     fn call<R>(
@@ -117,13 +136,14 @@ impl<S: AsRawFd + AsFd> Source<S> {
         what: &'static str,
         dir: Direction,
         op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let mut op = op;
         if self.nonblocking.load(Ordering::Relaxed) {
             return op();
         }
         let deadline = || self.timeout(dir).and_then(deadline_after);
-        self.reg.io(what, dir, deadline, would_block, op)
+        self.reg.io(what, dir, deadline, would_block, op, drained)
     }
 
     /// A call that waits for `dir` until `deadline` (then `on_timeout()`), whatever the
@@ -136,8 +156,14 @@ impl<S: AsRawFd + AsFd> Source<S> {
         on_timeout: OnTimeout,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.reg
-            .io(what, dir, || deadline, on_timeout, || op(&self.io))
+        self.reg.io(
+            what,
+            dir,
+            || deadline,
+            on_timeout,
+            || op(&self.io),
+            |_| false,
+        )
     }
 
     /// One try of `op` for a callback-driven owner: on `WouldBlock`, `waker` is woken at the
@@ -148,7 +174,27 @@ impl<S: AsRawFd + AsFd> Source<S> {
         waker: &std::task::Waker,
         op: impl FnOnce(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.reg.try_io(dir, waker, || op(&self.io))
+        self.reg.try_io(dir, waker, || op(&self.io), |_| false)
+    }
+
+    /// [`try_io`](Self::try_io) for a TCP stream's read or write of up to `len` bytes: after a
+    /// short one (see [`stream_call`](Self::stream_call)) the waker is listed as after a
+    /// `WouldBlock`, and the owner waits for it instead of trying again.
+    pub(crate) fn try_stream_io(
+        &self,
+        dir: Direction,
+        waker: &std::task::Waker,
+        len: usize,
+        op: impl FnOnce(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.reg
+            .try_io(dir, waker, || op(&self.io), move |&n| 0 < n && n < len)
+    }
+
+    /// Whether a call in `dir` on this thread's hub may make progress without an event first
+    /// (see `Registration::ready_here`).
+    pub(crate) fn ready_here(&self, dir: Direction) -> bool {
+        self.reg.ready_here(dir)
     }
 
     pub(crate) fn set_nonblocking(&self, on: bool) {

@@ -268,7 +268,12 @@ impl TcpStream {
     }
 }
 
-super::stream_io!(TcpStream, "TcpStream::read", "TcpStream::write");
+super::stream_io!(
+    TcpStream,
+    "TcpStream::read",
+    "TcpStream::write",
+    short_drains: true
+);
 super::timeouts!(TcpStream);
 
 impl From<std::net::TcpStream> for TcpStream {

@@ -190,7 +190,13 @@ impl UnixStream {
     }
 }
 
-super::stream_io!(UnixStream, "UnixStream::read", "UnixStream::write");
+// A Unix stream read may stop early at a change of sender credentials: no shortcut.
+super::stream_io!(
+    UnixStream,
+    "UnixStream::read",
+    "UnixStream::write",
+    short_drains: false
+);
 super::timeouts!(UnixStream);
 
 impl UnixDatagram {

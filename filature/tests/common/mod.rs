@@ -19,7 +19,11 @@ impl Watchdog {
             .name("test-watchdog".into())
             .spawn(move || {
                 if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                    eprintln!("watchdog: test '{what}' still running after {limit:?}; aborting");
+                    eprintln!(
+                        "watchdog: test '{what}' still running after {limit:?}; aborting. \
+                         What the hubs were doing:\n{}",
+                        filature::snapshot(Duration::from_secs(1))
+                    );
                     std::process::abort();
                 }
             })
