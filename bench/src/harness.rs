@@ -19,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) json: bool,
     /// `--count N` (the `park` scenario's population).
     pub(crate) count: Option<usize>,
+    /// `--originals PYTHON`: also run eventlet and Twisted with that interpreter.
+    pub(crate) originals: Option<String>,
 }
 
 impl Config {

@@ -4,15 +4,19 @@
 //! ```text
 //! filature-bench <scenario> [--quick] [--json] [--count N]
 //! filature-bench all [--quick] [--json]
+//! filature-bench switch,spawn,offload,call,blocking_call,deferred --originals PYTHON
 //! filature-bench list
 //! ```
 //!
 //! Each scenario has one function per system and a registry entry listing them
 //! (see [`scenarios`]); filature runs first, then its peers, in the same process.
+//! `--originals PYTHON` adds eventlet and Twisted, run by that interpreter
+//! (see [`originals`]), to the scenarios they share.
 
 mod chart;
 mod harness;
 mod loadgen;
+mod originals;
 mod scenarios;
 mod servers;
 
@@ -35,7 +39,7 @@ pub(crate) struct Scenario {
     pub(crate) systems: fn() -> Vec<System>,
 }
 
-const USAGE: &str = "usage: filature-bench <scenario|all|list> [--quick] [--json] [--count N]\n       filature-bench chart FILE.jsonl [OUT_DIR (default docs/bench)]";
+const USAGE: &str = "usage: filature-bench <scenario[,scenario...]|all|list> [--quick] [--json] [--count N] [--originals PYTHON]\n       filature-bench chart FILE.jsonl [OUT_DIR (default docs/bench)]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -81,36 +85,53 @@ fn run(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let registry = scenarios::registry();
-    match command.as_str() {
-        "list" => {
-            for s in &registry {
-                let systems: Vec<_> = (s.systems)().iter().map(|sys| sys.name).collect();
-                println!("{:<14} {} [{}]", s.name, s.about, systems.join(", "));
+    if command == "list" {
+        for s in &registry {
+            let mut systems: Vec<_> = (s.systems)().iter().map(|sys| sys.name).collect();
+            let originals = originals::systems_for(s.name);
+            let with = format!("{} with --originals", originals.join(", "));
+            if !originals.is_empty() {
+                systems.push(&with);
             }
-            Ok(())
+            println!("{:<14} {} [{}]", s.name, s.about, systems.join(", "));
         }
-        "all" => {
-            for s in &registry {
-                run_scenario(s, &cfg);
-            }
-            Ok(())
-        }
-        name => {
-            let s = registry
-                .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| format!("unknown scenario `{name}`"))?;
-            run_scenario(s, &cfg);
-            Ok(())
-        }
+        return Ok(());
     }
+    let chosen: Vec<&Scenario> = if command == "all" {
+        registry.iter().collect()
+    } else {
+        command
+            .split(',')
+            .map(|name| {
+                registry
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| format!("unknown scenario `{name}`"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    // Checked before anything runs, so a missing venv costs no bench time.
+    let originals = cfg
+        .originals
+        .as_deref()
+        .map(originals::Originals::new)
+        .transpose()?;
+    for s in chosen {
+        run_scenario(s, &cfg, originals.as_ref());
+    }
+    Ok(())
 }
 
-fn run_scenario(scenario: &Scenario, cfg: &Config) {
+fn run_scenario(scenario: &Scenario, cfg: &Config, originals: Option<&originals::Originals>) {
     let mut report = Report::new(cfg, scenario.name, scenario.floor);
     for system in (scenario.systems)() {
         for metric in (system.run)(cfg) {
             report.add(system.name, metric);
+        }
+    }
+    if let Some(originals) = originals {
+        for (system, metric) in originals.run(scenario.name, cfg.quick) {
+            report.add(system, metric);
         }
     }
     report.finish();
@@ -133,6 +154,10 @@ fn parse(args: &[String]) -> Result<(String, Config, Vec<String>), String> {
                     .parse()
                     .map_err(|_| format!("--count: `{n}` is not a number"))?;
                 cfg.count = Some(n);
+            }
+            "--originals" => {
+                let python = it.next().ok_or("--originals needs a Python interpreter")?;
+                cfg.originals = Some(python.to_owned());
             }
             "-h" | "--help" => return Err("help".to_owned()),
             other if other.starts_with('-') => return Err(format!("unknown option `{other}`")),
@@ -161,6 +186,10 @@ mod tests {
         assert!(rest.is_empty());
         assert!(parse(&args("park --bogus")).is_err());
         assert!(parse(&args("--quick")).is_err());
+        let (cmd, cfg, _) = parse(&args("switch,call --originals /venv/bin/python")).unwrap();
+        assert_eq!(cmd, "switch,call");
+        assert_eq!(cfg.originals.as_deref(), Some("/venv/bin/python"));
+        assert!(parse(&args("switch --originals")).is_err());
     }
 
     #[test]
