@@ -71,6 +71,22 @@ fn run(args: &[String]) -> Result<(), String> {
         let workers = workers.parse().map_err(|e| format!("workers: {e}"))?;
         return servers::run_echo_server(system, port, workers);
     }
+    if command == "__echo_load" {
+        // For profiling a running echo server by hand: `__echo_load ADDR CONNS MESSAGES`.
+        let [addr, conns, messages] = rest.as_slice() else {
+            return Err("usage: __echo_load <addr> <conns> <messages>".into());
+        };
+        let addr = addr.parse().map_err(|e| format!("addr: {e}"))?;
+        let conns: usize = conns.parse().map_err(|e| format!("conns: {e}"))?;
+        let messages: usize = messages.parse().map_err(|e| format!("messages: {e}"))?;
+        let took = loadgen::echo(addr, conns, messages)?;
+        let total = (conns * messages) as f64;
+        println!(
+            "{total} messages in {took:?}: {:.0}/s",
+            total / took.as_secs_f64()
+        );
+        return Ok(());
+    }
     if command == scenarios::park::CHILD_COMMAND {
         let system = rest.first().ok_or("missing system for the park child")?;
         return scenarios::park::run_child(system, &cfg);

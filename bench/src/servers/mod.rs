@@ -463,16 +463,8 @@ impl filature::net::Protocol for HttpProtocol {
 fn green_transport_echo(addr: SocketAddr) -> Result<(), String> {
     use filature::{hub, net};
     hub::scope(|| {
-        let factory = net::SpawnFactory::new(|conn: net::GreenTransport| loop {
-            match conn.recv(ECHO_BUF) {
-                Ok(chunk) if !chunk.is_empty() => {
-                    if conn.write(&chunk).is_err() {
-                        return;
-                    }
-                }
-                _ => return,
-            }
-        });
+        // The green-socket server's echo loop, over the GreenTransport's `Read`/`Write`.
+        let factory = net::SpawnFactory::new(echo_connection::<net::GreenTransport>);
         let _port = net::listen_tcp(addr, factory).map_err(|e| e.to_string())?;
         announce();
         hub::run();

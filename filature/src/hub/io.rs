@@ -351,39 +351,57 @@ impl Registration {
     }
 
     /// The non-parking twin of [`io`](Self::io), for owners driven by hub callbacks: runs `op`
-    /// once; on `WouldBlock`, or on a success that `drained`, clears `dir`'s readiness on this
+    /// once (or, when `dir` is known not ready here, says `WouldBlock` without it); on
+    /// `WouldBlock`, or on a success that `drained`, clears `dir`'s readiness on this
     /// thread's hub and lists `waker` on it (once), so the next readiness of `dir` wakes it. On
-    /// the hub's thread only (where the owner lives), like every use of a scheduled I/O. After a
-    /// drained success the owner waits for its waker instead of trying again, unless
-    /// [`ready_here`](Self::ready_here) (an end of stream came with the data).
+    /// the hub's thread only (where the owner lives), like every use of a scheduled I/O. Also
+    /// says whether `dir` is still ready: after a drained success the owner waits for its waker
+    /// instead of trying again, unless it is (an end of stream came with the data).
     pub(crate) fn try_io<R>(
         &self,
         dir: Direction,
         waker: &std::task::Waker,
         op: impl FnOnce() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
-    ) -> io::Result<R> {
-        let r = op();
-        let (wait, would_block) = match &r {
-            Err(e) => (e.kind() == io::ErrorKind::WouldBlock, true),
-            Ok(r) => (drained(r), false),
-        };
-        if wait {
-            let sio = super::with_core(|core| self.scheduled_on(core))?;
-            // `op` just said WouldBlock (or drained the socket), and no dispatch ran since (see
-            // the invariants).
-            if would_block {
-                sio.clear(dir);
-            } else {
-                sio.clear_drained(dir);
-            }
+    ) -> (io::Result<R>, bool) {
+        let list = |sio: &ScheduledIo| {
             let me = Waiter::Task(waker.clone());
             let mut w = sio.waiters.lock();
             if !w[dir as usize].contains(&me) {
                 w[dir as usize].push(me);
             }
+        };
+        let known = super::with_existing_core(|core| self.registered_on(&core.shared)).flatten();
+        if let Some(sio) = known.as_ref().filter(|s| !s.is_ready(dir)) {
+            // The last try said WouldBlock (or drained the socket) and no event came since:
+            // this one would say it again. (The waker is listed already; listing is idempotent.)
+            list(sio);
+            return (Err(io::ErrorKind::WouldBlock.into()), false);
         }
-        r
+        let r = op();
+        let (wait, would_block) = match &r {
+            Err(e) => (e.kind() == io::ErrorKind::WouldBlock, true),
+            Ok(r) => (drained(r), false),
+        };
+        if !wait {
+            return (r, true);
+        }
+        let sio = match known {
+            Some(sio) => sio,
+            None => match super::with_core(|core| self.scheduled_on(core)) {
+                Ok(sio) => sio,
+                Err(e) => return (Err(e), true),
+            },
+        };
+        // `op` just said WouldBlock (or drained the socket), and no dispatch ran since (see the
+        // invariants).
+        if would_block {
+            sio.clear(dir);
+        } else {
+            sio.clear_drained(dir);
+        }
+        list(&sio);
+        (r, sio.is_ready(dir))
     }
 
     /// Parks until `dir` is ready on `sio` or `deadline` passes.

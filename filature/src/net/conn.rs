@@ -18,8 +18,9 @@
 //!   burst made it large), so steady traffic allocates nothing either.
 //! * **Reading only when asked.** The socket is read only while `paused_reading` is false
 //!   ([`Transport::pause_producing`]); the readiness bit is then left set, and
-//!   [`Transport::resume_producing`] queues a run that reads again: the kernel's buffers fill
-//!   and TCP back-pressure slows the peer.
+//!   [`Transport::resume_producing`] queues a run that reads again (none when the last read
+//!   found the socket empty: its waker is listed and the next data runs it): the kernel's
+//!   buffers fill and TCP back-pressure slows the peer.
 //! * **Closing.** `close` runs once: it drops the socket (deregistering it, then closing the
 //!   fd), takes the connection out of the driver table, wakes green threads waiting for a drain,
 //!   then hands `connection_lost` to the protocol (at once, or after the running protocol method
@@ -284,7 +285,7 @@ impl Conn {
                 buf.resize(READ_CHUNK, 0);
             }
             let len = buf.len();
-            let r = match &*self.stream.borrow() {
+            let (r, more) = match &*self.stream.borrow() {
                 Some(s) => s
                     .source()
                     .try_stream_io(Direction::Read, &self.waker, len, |s| (&*s).read(&mut buf)),
@@ -309,13 +310,7 @@ impl Conn {
                             *b = buf;
                         }
                     });
-                    let drained = n < len
-                        && self
-                            .stream
-                            .borrow()
-                            .as_ref()
-                            .map_or(true, |s| !s.source().ready_here(Direction::Read));
-                    if drained {
+                    if !more {
                         // A short read emptied the socket: the waker is listed for the next
                         // data (`try_stream_io`), so trying again would only say WouldBlock.
                         // (An end of stream reported with the data keeps the socket ready.)
@@ -334,6 +329,16 @@ impl Conn {
         }
     }
 
+    /// Whether a read may find data (or the end) without waiting for an event: false only when
+    /// the socket's read readiness is cleared on this hub, which `try_io` does only together
+    /// with listing this connection's waker there.
+    fn may_read(&self) -> bool {
+        self.stream
+            .borrow()
+            .as_ref()
+            .map_or(true, |s| s.source().ready_here(Direction::Read))
+    }
+
     /// Sends what the buffer holds, as far as the socket takes it; then the water marks, the
     /// drain waiters, a wanted write EOF and a wanted close.
     fn flush(self: &Rc<Self>) {
@@ -347,7 +352,7 @@ impl Conn {
             let mut err = None;
             while st.wpos < st.wbuf.len() {
                 let State { wbuf, wpos, .. } = &mut *st;
-                let r = s.source().try_stream_io(
+                let (r, _) = s.source().try_stream_io(
                     Direction::Write,
                     &self.waker,
                     wbuf.len() - *wpos,
@@ -441,11 +446,17 @@ impl Driven for Conn {
 }
 
 impl Transport {
-    /// Queues `data` to be sent (appended to the connection's write buffer; sent after the
-    /// current callback). Crossing the high-water mark calls the protocol's `pause_writing`.
-    /// Ignored once the connection is closing or closed.
+    /// Sends `data`: at once, as far as the socket takes it, when nothing is waiting to be sent
+    /// (as asyncio's transports do); what it does not take, or everything while earlier bytes
+    /// are pending, is appended to the connection's write buffer and sent after the current
+    /// callback. Crossing the high-water mark calls the protocol's `pause_writing`. Ignored once
+    /// the connection is closing or closed.
     pub fn write(&self, data: &[u8]) {
-        if data.is_empty() || !self.append(|buf| buf.extend_from_slice(data)) {
+        if data.is_empty() {
+            return;
+        }
+        let sent = self.send_now(&[data]);
+        if sent == data.len() || !self.append(|buf| buf.extend_from_slice(&data[sent..])) {
             return;
         }
         self.written();
@@ -454,29 +465,13 @@ impl Transport {
     /// Queues several buffers as one write, without joining them first: with nothing pending,
     /// they go to the socket at once in one `writev` and only what it did not take is buffered.
     pub fn write_sequence(&self, parts: &[&[u8]]) {
-        let c = &self.conn;
-        let direct = {
-            let st = c.st.borrow();
-            st.closed.is_none() && !st.closing && st.buffered() == 0
-        };
-        let mut sent = 0;
-        if direct {
-            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-            let len = slices.iter().map(|s| s.len()).sum();
-            let r = match &*c.stream.borrow() {
-                Some(s) => s
-                    .source()
-                    .try_stream_io(Direction::Write, &c.waker, len, |s| {
-                        (&*s).write_vectored(&slices)
-                    }),
-                None => return,
-            };
-            match r {
-                Ok(n) => sent = n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return c.close(Reason::from(e)),
-            }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return;
+        }
+        let mut sent = self.send_now(parts);
+        if sent == total {
+            return;
         }
         let appended = self.append(|buf| {
             for p in parts {
@@ -487,6 +482,43 @@ impl Transport {
         });
         if appended {
             self.written();
+        }
+    }
+
+    /// Writes `parts` to the socket now if nothing is pending (buffered, or an end of stream
+    /// asked for): the bytes the socket took. An error closes the connection (0 then).
+    fn send_now(&self, parts: &[&[u8]]) -> usize {
+        let c = &self.conn;
+        let direct = {
+            let st = c.st.borrow();
+            st.closed.is_none() && !st.closing && !st.eof_wanted && st.buffered() == 0
+        };
+        if !direct {
+            return 0;
+        }
+        let (r, _) = match (&*c.stream.borrow(), parts) {
+            (None, _) => return 0,
+            (Some(s), [one]) => {
+                s.source()
+                    .try_stream_io(Direction::Write, &c.waker, one.len(), |s| (&*s).write(one))
+            }
+            (Some(s), _) => {
+                let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                let len = parts.iter().map(|p| p.len()).sum();
+                s.source()
+                    .try_stream_io(Direction::Write, &c.waker, len, |s| {
+                        (&*s).write_vectored(&slices)
+                    })
+            }
+        };
+        match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                c.close(Reason::from(e));
+                0
+            }
         }
     }
 
@@ -556,7 +588,9 @@ impl Transport {
     /// Reads again after [`pause_producing`](Self::pause_producing).
     pub fn resume_producing(&self) {
         let was = std::mem::replace(&mut self.conn.st.borrow_mut().paused_reading, false);
-        if was {
+        // A socket known not readable needs no run now: its last read said WouldBlock (or
+        // drained it) and listed the connection's waker, which the next data wakes.
+        if was && self.conn.may_read() {
             driver::schedule(self.conn.clone());
         }
     }

@@ -239,9 +239,18 @@ impl GreenTransport {
     /// Reads one chunk: what is buffered (at most `max` bytes; the rest is kept for the next
     /// read), waiting for some if nothing is. Empty at a clean end.
     pub fn recv(&self, max: usize) -> io::Result<Vec<u8>> {
-        let mut out = vec![0; max];
-        let n = self.recv_into(&mut out)?;
-        out.truncate(n);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.fill("GreenTransport::recv", 1);
+        // Only what is there is copied (no `max`-sized zeroed buffer per call).
+        let mut st = self.shared.st.borrow_mut();
+        let out = st.take(max).to_vec();
+        st.compact();
+        drop(st);
+        if out.is_empty() {
+            self.end()?;
+        }
         Ok(out)
     }
 

@@ -174,19 +174,20 @@ impl<S: AsRawFd + AsFd> Source<S> {
         waker: &std::task::Waker,
         op: impl FnOnce(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.reg.try_io(dir, waker, || op(&self.io), |_| false)
+        self.reg.try_io(dir, waker, || op(&self.io), |_| false).0
     }
 
     /// [`try_io`](Self::try_io) for a TCP stream's read or write of up to `len` bytes: after a
     /// short one (see [`stream_call`](Self::stream_call)) the waker is listed as after a
-    /// `WouldBlock`, and the owner waits for it instead of trying again.
+    /// `WouldBlock`. Also says whether `dir` is still ready (if not, the owner waits for its
+    /// waker instead of trying again).
     pub(crate) fn try_stream_io(
         &self,
         dir: Direction,
         waker: &std::task::Waker,
         len: usize,
         op: impl FnOnce(&S) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+    ) -> (io::Result<usize>, bool) {
         self.reg
             .try_io(dir, waker, || op(&self.io), move |&n| 0 < n && n < len)
     }
