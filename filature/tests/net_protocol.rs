@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{drive_recv, LogCapture, Watchdog};
+use common::{cpu_time, drive_recv, in_child, use_up_fds, LogCapture, Watchdog};
 use filature::net::{self, ClientFactory, Factory, Protocol, Reason, Transport};
 use filature::{green, hub, reactor};
 
@@ -594,4 +594,93 @@ fn hub_shutdown_closes_connections_and_reports_them_lost() {
     });
     assert_eq!(*log.lock().unwrap(), ["connection lost: the hub shut down"]);
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+/// Out of file descriptors while accepting (`EMFILE`): the port logs once, backs off without
+/// spinning, keeps its open connections working, and accepts the waiting clients once
+/// descriptors are free again.
+#[test]
+fn a_port_out_of_descriptors_backs_off_and_accepts_again() {
+    in_child(
+        "a_port_out_of_descriptors_backs_off_and_accepts_again",
+        || {
+            let _w = Watchdog::new("port emfile", Duration::from_secs(30));
+            let log = LogCapture::start();
+            hub::scope(|| {
+                /// Echoes what it receives.
+                struct Echo(Option<Transport>);
+                impl Protocol for Echo {
+                    fn connection_made(&mut self, t: Transport) {
+                        self.0 = Some(t);
+                    }
+                    fn data_received(&mut self, d: &[u8]) {
+                        self.0.as_ref().unwrap().write(d);
+                    }
+                }
+                let port = net::listen_tcp(any_port(), |_| {
+                    Some(Box::new(Echo(None)) as Box<dyn Protocol>)
+                })
+                .unwrap();
+                let addr = port.local_addr();
+                // A client served before, and sockets for later ones, made while descriptors last.
+                let (tx, rx) = mpsc::channel::<Vec<std::net::TcpStream>>();
+                let (answers_tx, answers) = mpsc::channel();
+                std::thread::spawn(move || {
+                    // Each stream sends "hi" and expects it back within 10 s.
+                    for batch in rx {
+                        let got: Vec<bool> = batch
+                            .into_iter()
+                            .map(|mut s| {
+                                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                                let mut b = [0u8; 2];
+                                s.write_all(b"hi").is_ok()
+                                    && s.read_exact(&mut b).is_ok()
+                                    && &b == b"hi"
+                            })
+                            .collect();
+                        answers_tx.send(got).unwrap();
+                    }
+                });
+                let served = std::net::TcpStream::connect(addr).unwrap();
+                let served2 = served.try_clone().unwrap();
+                tx.send(vec![served]).unwrap();
+                assert_eq!(drive_recv(Duration::from_secs(10), &answers), [true]);
+                let waiting: Vec<_> = (0..3)
+                    .map(|_| {
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    })
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let holes = use_up_fds();
+                let waiting: Vec<std::net::TcpStream> = waiting
+                    .into_iter()
+                    .map(|s| {
+                        s.connect(&addr.into()).unwrap();
+                        s.into()
+                    })
+                    .collect();
+                let cpu = cpu_time();
+                green::sleep(Duration::from_millis(500));
+                let spent = cpu_time() - cpu;
+                assert!(
+                    spent < Duration::from_millis(150),
+                    "spun: {spent:?} of CPU in 500 ms"
+                );
+                // The connection accepted before is still served.
+                tx.send(vec![served2]).unwrap();
+                assert_eq!(drive_recv(Duration::from_secs(10), &answers), [true]);
+                drop(holes);
+                tx.send(waiting).unwrap();
+                assert_eq!(
+                    drive_recv(Duration::from_secs(15), &answers),
+                    [true, true, true],
+                    "{}",
+                    log.text()
+                );
+                green::block_on(port.stop_listening()).unwrap();
+            });
+            assert_eq!(log.count(&["retrying with back-off"]), 1, "{}", log.text());
+            assert_eq!(log.count(&["accepting again"]), 1, "{}", log.text());
+        },
+    );
 }
