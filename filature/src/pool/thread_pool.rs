@@ -23,14 +23,15 @@
 //! 1. *Enter*: `in_flight += 1`, reading `STOPPING`; if set, undo and refuse ([`Stopped`]; the job
 //!    is dropped on the caller's thread, never queued).
 //! 2. Push the job.
-//! 3. *Leave*: `in_flight -= 1`, reading the word. If no worker is waking and some worker sleeps
-//!    or the pool may grow (`Seen::needs_hand_off`), take the lock and *hand off*: re-read the
-//!    word; if still nobody is waking and the queue is not empty, wake the most recent sleeper
-//!    (LIFO: the hot one; cold ones retire on the idle timeout), or else start a worker if
-//!    `CAN_GROW`. A woken or new worker is counted in `waking` in the same step.
+//! 3. *Leave*: `in_flight -= 1`, reading the word. If some worker sleeps or the pool may grow
+//!    (`Seen::may_hand_off`) and the queue holds more jobs than there are workers waking, take
+//!    the lock and *hand off*: re-read the word; if the queue still outruns `waking`, wake the
+//!    most recent sleeper (LIFO: the hot one; cold ones retire on the idle timeout), or else start
+//!    a worker if the pool may grow. A woken or new worker is counted in `waking` in the same
+//!    step. (The queue's length is only read when a hand-off is possible at all.)
 //!
-//! So while workers are busy or spinning a submission is two RMWs on the word, a job-id counter
-//! and the queue's push: nothing is shared with a worker except the queue's cache lines and, when
+//! So while workers are busy or spinning a plain submission is two RMWs on the word and the
+//! queue's push: nothing is shared with a worker except the queue's cache lines and, when
 //! a worker goes idle or comes back, the word.
 //!
 //! # Worker life cycle
@@ -39,11 +40,11 @@
 //!
 //! 1. if the (rarely written) `surplus` flag says `workers > max`, it takes the lock and retires if
 //!    that is still so (the shrink rule, below);
-//! 2. it pops a job. If it was counted waking it *arrives*: `waking -= 1`; if it was the last one
-//!    waking and the word says someone could be woken or started, and the queue still holds work,
-//!    it hands off (as a submitter does: the baton is passed one worker at a time). It runs the job
+//! 2. it pops a job. If it was counted waking it *arrives*: `waking -= 1`; if the word then says
+//!    someone could be woken or started and the queue still outruns `waking`, it hands off (as a
+//!    submitter does: jobs pushed while it was on its way are passed on). It runs the job
 //!    under `catch_unwind` (its `Running` record says which job, for stats and `stop_timeout`),
-//!    then goes to 1;
+//!    then goes to 1. A worker that pops jobs back to back makes no RMW on the word at all;
 //! 3. on an empty queue, the first time in this idle spell, it becomes waking (`waking += 1`) and
 //!    spins a few microseconds watching the queue, then goes to 1. A submitter meanwhile sees
 //!    someone waking and neither wakes nor starts anyone;
@@ -60,18 +61,21 @@
 //! freeing the slot, updating `CAN_GROW`/`surplus`, a hand-off (so a retirement never strands a
 //! job) and, if the pool is stopping, notifying the stopper.
 //!
-//! # No lost wake-up
+//! # No lost wake-up, no stranded job
 //!
-//! Invariant: *no worker sleeps while a job is queued unless some worker is counted waking* (and
-//! a waking worker looks at the queue with an RMW on the word after it, before it sleeps or
-//! retires, and the last one to arrive hands off). The Dekker pair that keeps it: a submitter
-//! pushes, then leaves (RMW); a worker announces sleep (RMW), then checks the queue. If the leave
-//! comes first in the word's order, the announcement acquires the push and the worker sees the
-//! job (or it was taken). If the announcement comes first, the leave reads `sleepers > 0`: with
-//! nobody waking, the submitter hands off under the lock, where the announcing worker either
-//! sleeps already (and is popped) or has not yet let go of the lock; with someone waking, that
-//! worker's next RMW comes after the leave and sees the job. An arriving worker's RMW plays the
-//! same part for jobs pushed while it was on its way. (`tests/loom_pool.rs` checks all this.)
+//! Invariant: *a queued job always has a worker that will look at the queue*: a busy worker (it
+//! pops again when its job ends), or one counted waking (it pops, or re-checks the queue after an
+//! RMW on the word, before it sleeps or retires). The Dekker pair that keeps it: a submitter
+//! pushes, then leaves (RMW); a worker announces sleep (RMW), then re-checks the queue. If the
+//! leave comes first in the word's order, the announcement acquires the push and the worker sees
+//! the job (or it was taken). If the announcement comes first, the leave reads `sleepers > 0`, and
+//! unless the waking workers outnumber the queued jobs it hands off under the lock (where the
+//! announcing worker is either asleep on the stack already, or still holds the lock and has not
+//! decided); if they do outnumber them, each of those workers' next RMW comes after the leave, so
+//! it sees the job when it arrives (and hands on what it cannot take) or re-checks before it
+//! sleeps. A retiring worker hands off too. The same comparison (`queue > waking`) is what makes
+//! a backlog wake or start one worker per job, as the lock-based pool did.
+//! (`tests/loom_pool.rs` checks these races on the real code.)
 //!
 //! # Growing
 //!
@@ -342,7 +346,8 @@ impl ThreadPoolBuilder {
         check_size(self.min, self.max)?;
         let id = NEXT_POOL_ID.fetch_add(1, StdOrdering::Relaxed);
         let shared = Shared {
-            word: CachePadded::new((StateWord::new(), AtomicU64::new(1))),
+            word: CachePadded::new(StateWord::new()),
+            next_job_id: CachePadded::new(AtomicU64::new(1)),
             queue: JobQueue::new(),
             surplus: CachePadded::new(AtomicBool::new(false)),
             cancelled: AtomicUsize::new(0),
@@ -412,8 +417,7 @@ pub struct ThreadPool {
 /// ```
 pub struct JobHandle {
     shared: Arc<Shared>,
-    id: u64,
-    cell: std::sync::Arc<CancelCell>,
+    job: std::sync::Arc<Tagged>,
 }
 
 impl JobHandle {
@@ -421,7 +425,7 @@ impl JobHandle {
     /// will never run, and its closure is dropped here), false if it already started, finished or
     /// was cancelled.
     pub fn cancel(&self) -> bool {
-        let mut run = self.cell.run.lock();
+        let mut run = self.job.run.lock();
         let Some(job) = run.take() else {
             return false;
         };
@@ -436,20 +440,24 @@ impl JobHandle {
 
     /// The job's id, unique within its pool (used in [`StuckJob`] reports).
     pub fn id(&self) -> u64 {
-        self.id
+        self.job.id
     }
 }
 
 impl fmt::Debug for JobHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobHandle").field("id", &self.id).finish()
+        f.debug_struct("JobHandle")
+            .field("id", &self.job.id)
+            .finish()
     }
 }
 
 struct Shared {
-    /// Hot: every submission makes two RMWs on it (see the module docs). Padded, with the job-id
-    /// counter that only submitters touch beside it.
-    word: CachePadded<(StateWord, AtomicU64)>,
+    /// Hot: every submission makes two RMWs on it (see the module docs).
+    word: CachePadded<StateWord>,
+    /// Job ids: a tagged job draws one when it is submitted, a worker draws blocks of
+    /// `ID_BLOCK` for the plain jobs it runs (so plain submissions never touch it).
+    next_job_id: CachePadded<AtomicU64>,
     queue: JobQueue<Job>,
     /// `workers > max`, set under the lock; read by every worker after every job, so kept apart
     /// from the hot word.
@@ -472,23 +480,31 @@ enum Phase {
     Stopped,
 }
 
-struct Job {
+/// A queued job. Kept small (24 bytes): the queue's blocks of 31 slots then stay within the
+/// allocator's per-thread cache sizes.
+enum Job {
+    /// [`ThreadPool::call_in_thread`]: just the closure. Its id is drawn when a worker starts it.
+    Plain(Box<dyn FnOnce() + Send>),
+    /// A job with a [`JobHandle`] (and perhaps a name).
+    Tagged(std::sync::Arc<Tagged>),
+}
+
+/// A job a [`JobHandle`] may cancel: whoever empties `run` first runs it (a worker) or drops it
+/// (a cancel).
+struct Tagged {
     id: u64,
     name: Option<Box<str>>,
-    run: Run,
-}
-
-enum Run {
-    /// A job without a handle.
-    Plain(Box<dyn FnOnce() + Send>),
-    /// A job a [`JobHandle`] may cancel: whoever empties the cell first runs it (a worker) or
-    /// drops it (a cancel).
-    Cell(std::sync::Arc<CancelCell>),
-}
-
-struct CancelCell {
     run: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
+
+/// Ids a worker may give to plain jobs: `next..end`, drawn from `Shared::next_job_id`.
+#[derive(Default)]
+struct IdBlock {
+    next: u64,
+    end: u64,
+}
+
+const ID_BLOCK: u64 = 1024;
 
 /// The job a worker is running, readable by stats and `stop_timeout` reports without the pool's
 /// lock. `id` is 0 while the worker is idle. A named job's name is set before its id, and both
@@ -540,7 +556,7 @@ impl Shared {
     }
 
     fn word(&self) -> &StateWord {
-        &self.word.0
+        &self.word
     }
 
     fn describe(&self) -> String {
@@ -714,55 +730,65 @@ impl Shared {
         while this.wake_one(st) {}
     }
 
-    fn submit(this: &Arc<Self>, name: Option<Box<str>>, run: Run) -> Result<u64, Stopped> {
+    fn submit(this: &Arc<Self>, job: Job) -> Result<(), Stopped> {
         // Enter.
         if this.word().add(IN_FLIGHT_ONE).stopping() {
             this.word().sub(IN_FLIGHT_ONE);
             return Err(this.stopped());
         }
-        // Relaxed: only uniqueness matters.
-        let id = this.word.1.fetch_add(1, StdOrdering::Relaxed);
-        this.queue.push(Job { id, name, run });
+        this.queue.push(job);
         // Leave.
         let seen = this.word().sub(IN_FLIGHT_ONE);
         if seen.may_hand_off() && this.queue.outruns(seen.waking()) {
             let mut st = this.lock();
             Shared::hand_off(this, &mut st);
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Runs a popped job (unless it was cancelled), recording it in `running`.
-    fn run_job(&self, job: Job, running: &Running) {
-        let run = match job.run {
-            Run::Plain(run) => run,
-            Run::Cell(cell) => match cell.run.lock().take() {
-                Some(run) => run,
-                None => {
-                    self.cancelled.fetch_sub(1, StdOrdering::Relaxed);
-                    return;
+    fn run_job(&self, job: Job, running: &Running, ids: &mut IdBlock) {
+        let (id, run, tagged) = match job {
+            Job::Plain(run) => {
+                if ids.next == ids.end {
+                    // Relaxed: only uniqueness matters.
+                    ids.next = self.next_job_id.fetch_add(ID_BLOCK, StdOrdering::Relaxed);
+                    ids.end = ids.next + ID_BLOCK;
                 }
-            },
+                ids.next += 1;
+                (ids.next - 1, run, None)
+            }
+            Job::Tagged(tagged) => {
+                let run = tagged.run.lock().take();
+                match run {
+                    Some(run) => (tagged.id, run, Some(tagged)),
+                    None => {
+                        self.cancelled.fetch_sub(1, StdOrdering::Relaxed);
+                        return;
+                    }
+                }
+            }
         };
+        let name = tagged.as_ref().and_then(|t| t.name.as_deref());
         // Relaxed: read by stats and reports, which are snapshots.
-        match &job.name {
-            None => running.id.store(job.id, StdOrdering::Relaxed),
+        match name {
+            None => running.id.store(id, StdOrdering::Relaxed),
             Some(name) => {
                 let mut slot = running.name.lock();
-                *slot = Some(name.clone());
-                running.id.store(job.id, StdOrdering::Relaxed);
+                *slot = Some(name.into());
+                running.id.store(id, StdOrdering::Relaxed);
             }
         }
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(run)) {
             tracing::error!(
                 pool = %self.describe(),
-                job = job.id,
-                name = job.name.as_deref().unwrap_or(""),
+                job = id,
+                name = name.unwrap_or(""),
                 panic = panic_message(&*payload),
                 "thread pool job panicked; the worker carries on"
             );
         }
-        match &job.name {
+        match name {
             None => running.id.store(0, StdOrdering::Relaxed),
             Some(_) => {
                 let mut slot = running.name.lock();
@@ -783,6 +809,7 @@ fn worker_main(
     // Started counted as waking (see `spawn_worker`).
     let mut waking = true;
     let mut spun = false;
+    let mut ids = IdBlock::default();
     let mut st = loop {
         // Step 1: the shrink rule.
         if shared.surplus.load(StdOrdering::Relaxed) {
@@ -803,7 +830,7 @@ fn worker_main(
                 }
             }
             spun = false;
-            shared.run_job(job, &running);
+            shared.run_job(job, &running, &mut ids);
             continue;
         }
         // Step 3: spin a few microseconds, counted as waking.
@@ -993,13 +1020,13 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        Shared::submit(&self.shared, None, Run::Plain(crate::hub::box_call(f))).map(drop)
+        Shared::submit(&self.shared, Job::Plain(crate::hub::box_call(f)))
     }
 
     /// [`call_in_thread`](ThreadPool::call_in_thread) for an already boxed job (no second box).
     /// On `Err` the job has been dropped, on this thread, before this returns.
     pub(crate) fn submit_boxed(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Stopped> {
-        Shared::submit(&self.shared, None, Run::Plain(job)).map(drop)
+        Shared::submit(&self.shared, Job::Plain(job))
     }
 
     /// [`call_in_thread_cancellable`](ThreadPool::call_in_thread_cancellable) for a boxed job.
@@ -1016,14 +1043,16 @@ impl ThreadPool {
         name: Option<Box<str>>,
         job: Box<dyn FnOnce() + Send>,
     ) -> Result<JobHandle, Stopped> {
-        let cell = std::sync::Arc::new(CancelCell {
+        let job = std::sync::Arc::new(Tagged {
+            // Relaxed: only uniqueness matters.
+            id: self.shared.next_job_id.fetch_add(1, StdOrdering::Relaxed),
+            name,
             run: parking_lot::Mutex::new(Some(job)),
         });
-        let id = Shared::submit(&self.shared, name, Run::Cell(cell.clone()))?;
+        Shared::submit(&self.shared, Job::Tagged(job.clone()))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
-            id,
-            cell,
+            job,
         })
     }
 
