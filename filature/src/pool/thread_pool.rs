@@ -4,8 +4,8 @@
 //!
 //! * **The job queue** (`state::JobQueue`): lock-free, unbounded, MPMC, FIFO. Anyone may push
 //!   (a submitter, inside its *enter*/*leave* pair below); only workers pop, and `stop` never
-//!   touches it (`JobHandle::cancel` does not remove a job: it empties the job's cell, and the
-//!   worker that pops the empty cell skips it).
+//!   touches it (`JobHandle::cancel` does not remove a job: it empties the job's cell, counted in
+//!   `Shared::cancelled` until the worker that pops the empty cell skips it).
 //! * **The state word** (`state::StateWord`, one `AtomicU64`, RMWs only, so its changes are
 //!   totally ordered and each RMW acquires what the earlier ones released): `STOPPING`,
 //!   `CAN_GROW`, `in_flight` (submitters between enter and leave), `waking` (workers that promise
@@ -15,8 +15,12 @@
 //!   sleepers stack and each worker's condvar, `min`/`max`/`started`/phase, `stop`, stats. Only
 //!   lock holders change `sleepers`, `STOPPING` and `CAN_GROW`, and they keep `sleepers` equal to
 //!   the stack's length and `CAN_GROW` equal to `started && running && workers < max`. Lock
-//!   order: the pool's lock, then nothing (a job's cancel cell and a worker's `Running` record are
-//!   separate small locks never held together with it).
+//!   order: the pool's lock, then a worker's `Running` name lock (a `stop_timeout` report); never
+//!   the reverse. A job's cell lock (`Tagged::run`) is never held with another lock.
+//! * **Jobs** are two words in the queue: a plain job is its box; a job with a [`JobHandle`] is an
+//!   `Arc` of its `Tagged` cell (id, name, the closure behind a small lock that a worker or a
+//!   cancel empties, first come first served). Ids are unique per pool: a tagged job draws one at
+//!   submission, a worker draws blocks of them for the plain jobs it runs.
 //!
 //! # Submitting (the hot path: no lock)
 //!
@@ -480,8 +484,8 @@ enum Phase {
     Stopped,
 }
 
-/// A queued job. Kept small (24 bytes): the queue's blocks of 31 slots then stay within the
-/// allocator's per-thread cache sizes.
+/// A queued job. Kept small (two words, like a bare `Box<dyn FnOnce>`): the queue's blocks of 31
+/// slots then stay within the allocator's per-thread cache sizes.
 enum Job {
     /// [`ThreadPool::call_in_thread`]: just the closure. Its id is drawn when a worker starts it.
     Plain(Box<dyn FnOnce() + Send>),
@@ -1413,5 +1417,15 @@ impl fmt::Debug for ThreadPool {
             .field("name", &self.shared.name)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    /// The queue's 31-slot blocks must stay within glibc's per-thread cache (1,032 bytes): a
+    /// block is 8 bytes plus 31 slots of the job and an 8-byte state (see bench/README.md).
+    #[test]
+    fn a_queued_job_is_two_words() {
+        assert_eq!(std::mem::size_of::<super::Job>(), 16);
     }
 }
