@@ -173,3 +173,72 @@ fn a_worker_retiring_on_shrink_hands_queued_work_on() {
         assert_eq!(runs[0].load(Ordering::SeqCst), 1);
     });
 }
+
+/// Two started workers (each spins, then announces sleep and re-checks the queue) and two
+/// submitters (a thread and the main thread): the lock-free submit path's leave against the
+/// workers' sleep announcements and arrivals. Every job must run without a stop (no lost wake-up,
+/// no job stranded behind a worker that went to sleep counting on another).
+#[test]
+fn two_workers_two_submitters_no_lost_wakeup() {
+    model(|| {
+        let pool = Arc::new(pool(2, 2));
+        pool.start().unwrap();
+        let runs = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let latch = Arc::new(Latch::default());
+        let submitter = {
+            let (pool, runs, latch) = (pool.clone(), runs.clone(), latch.clone());
+            thread::spawn(move || assert!(submit(&pool, &runs, &latch, 0)))
+        };
+        assert!(submit(&pool, &runs, &latch, 1));
+        submitter.join().unwrap();
+        latch.wait_for(2);
+        let stats = pool.stats();
+        assert_eq!((stats.workers, stats.backlog), (2, 0));
+        pool.stop();
+        assert_eq!(runs[0].load(Ordering::SeqCst), 1);
+        assert_eq!(runs[1].load(Ordering::SeqCst), 1);
+    });
+}
+
+/// A pool that never started, a submit racing `stop`: stop must wait out the submitter between
+/// its enter and its leave, then start a worker for the job it pushed. The job runs once, before
+/// stop returns, or is refused.
+#[test]
+fn stop_of_an_unstarted_pool_waits_for_a_submitter_in_flight() {
+    model(|| {
+        let pool = Arc::new(pool(0, 1));
+        let runs = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let latch = Arc::new(Latch::default());
+        let submitter = {
+            let (pool, runs, latch) = (pool.clone(), runs.clone(), latch.clone());
+            thread::spawn(move || submit(&pool, &runs, &latch, 0))
+        };
+        pool.stop();
+        let after_stop = runs[0].load(Ordering::SeqCst);
+        let accepted = submitter.join().unwrap();
+        assert_eq!(after_stop, usize::from(accepted), "accepted {accepted}");
+        assert_eq!(pool.stats().workers, 0);
+    });
+}
+
+/// A cancel racing the worker that pops the job: exactly one of them wins, and the backlog
+/// count ends at zero either way.
+#[test]
+fn cancel_racing_a_worker_has_one_winner() {
+    model(|| {
+        let pool = Arc::new(pool(1, 1));
+        pool.start().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let job = {
+            let ran = ran.clone();
+            pool.call_in_thread_cancellable(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap()
+        };
+        let cancelled = job.cancel();
+        pool.stop();
+        assert_eq!(ran.load(Ordering::SeqCst), usize::from(!cancelled));
+        assert_eq!(pool.stats().backlog, 0);
+    });
+}

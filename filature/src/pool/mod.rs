@@ -3,6 +3,7 @@
 
 mod lock;
 pub(crate) mod scoped;
+mod state;
 mod thread_pool;
 
 #[cfg(not(loom))]

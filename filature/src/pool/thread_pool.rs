@@ -1,75 +1,132 @@
 //! `ThreadPool`: native worker threads fed from one queue (Twisted's `ThreadPool`, its traps fixed).
 //!
-//! # State under the lock
+//! # Pieces
 //!
-//! Everything a decision depends on lives in one [`State`] behind one mutex (`Shared::state`):
-//! the job queue, the counters `workers`/`busy`/`idle`, the stack of sleeping workers, the number
-//! of workers that have been told to come and look at the queue (`waking`), `min`/`max`, the
-//! life-cycle phase and the workers' join handles. The only atomic is a copy of the queue length
-//! that spinning workers poll (step 5); it decides nothing. So every snapshot taken under the lock
-//! is consistent: `workers == busy + idle` at every moment, and
-//! [`ThreadPool::stats`] reads all four numbers under that one lock.
+//! * **The job queue** (`state::JobQueue`): lock-free, unbounded, MPMC, FIFO. Anyone may push
+//!   (a submitter, inside its *enter*/*leave* pair below); only workers pop, and `stop` never
+//!   touches it (`JobHandle::cancel` does not remove a job: it empties the job's cell, counted in
+//!   `Shared::cancelled` until the worker that pops the empty cell skips it).
+//! * **The state word** (`state::StateWord`, one `AtomicU64`, RMWs only, so its changes are
+//!   totally ordered and each RMW acquires what the earlier ones released): `STOPPING`,
+//!   `CAN_GROW`, `in_flight` (submitters between enter and leave), `waking` (workers that promise
+//!   to look at the queue before they sleep or retire: just started, just woken, or spinning) and
+//!   `sleepers` (workers announced as asleep).
+//! * **The lock** (`Shared::state`), for the rare paths only: starting and retiring workers, the
+//!   sleepers stack and each worker's condvar, `min`/`max`/`started`/phase, `stop`, stats. Only
+//!   lock holders change `sleepers`, `STOPPING` and `CAN_GROW`, and they keep `sleepers` equal to
+//!   the stack's length and `CAN_GROW` equal to `started && running && workers < max`. Lock
+//!   order: the pool's lock, then a worker's `Running` name lock (a `stop_timeout` report); never
+//!   the reverse. A job's cell lock (`Tagged::run`) is never held with another lock.
+//! * **Jobs** are two words in the queue: a plain job is its box; a job with a [`JobHandle`] is an
+//!   `Arc` of its `Tagged` cell (id, name, the closure behind a small lock that a worker or a
+//!   cancel empties, first come first served). Ids are unique per pool: a tagged job draws one at
+//!   submission, a worker draws blocks of them for the plain jobs it runs.
+//!
+//! # Submitting (the hot path: no lock)
+//!
+//! 1. *Enter*: `in_flight += 1`, reading `STOPPING`; if set, undo and refuse ([`Stopped`]; the job
+//!    is dropped on the caller's thread, never queued).
+//! 2. Push the job.
+//! 3. *Leave*: `in_flight -= 1`, reading the word. If some worker sleeps or the pool may grow
+//!    (`Seen::may_hand_off`) and the queue holds more jobs than there are workers waking, take
+//!    the lock and *hand off*: re-read the word; if the queue still outruns `waking`, wake the
+//!    most recent sleeper (LIFO: the hot one; cold ones retire on the idle timeout), or else start
+//!    a worker if the pool may grow. A woken or new worker is counted in `waking` in the same
+//!    step. (The queue's length is only read when a hand-off is possible at all.)
+//!
+//! So while workers are busy or spinning a plain submission is two RMWs on the word and the
+//! queue's push: nothing is shared with a worker except the queue's cache lines and, when
+//! a worker goes idle or comes back, the word.
 //!
 //! # Worker life cycle
 //!
-//! A worker is created (under the lock) already counted: `workers += 1`, `idle += 1`, and it is
-//! *waking* (`waking += 1`, its slot's `woken` flag set): it promises to look at the queue before it
-//! ever sleeps. Its loop, always holding the lock between steps:
+//! A worker is created under the lock already counted: `workers += 1` and `waking += 1`. Its loop:
 //!
-//! 1. if it was woken, it clears its flag and `waking -= 1`;
-//! 2. if `workers > max`, it retires (the shrink rule, below);
-//! 3. if the queue has a job, it takes it (`busy += 1`, `idle -= 1`, its slot records the job's id
-//!    and name), drops the lock, runs it under `catch_unwind`, re-takes the lock, undoes the
-//!    counters and goes to 2;
-//! 4. if the pool is stopping, it retires (the queue is empty: the stop protocol has drained it);
-//! 5. otherwise, the first time in this idle spell, it marks itself waking (`waking += 1`, `woken`
-//!    set), drops the lock, spins a few microseconds watching a lock-free copy of the queue length
-//!    ([`QueueHint`], only a hint), re-takes the lock and goes to 1. This keeps a busy pool off
-//!    the futex: a submitter counts the spinner as on its way and neither wakes nor starts anyone;
-//! 6. the second time, it pushes itself on the `sleepers` stack and waits on its *own* condvar
-//!    until a submitter pops it and sets its `woken` flag (spurious wake-ups go back to sleep);
-//!    then 1. While `workers > min` the wait has the idle timeout; a worker that times out
-//!    un-woken removes itself from `sleepers` and retires.
+//! 1. if the (rarely written) `surplus` flag says `workers > max`, it takes the lock and retires if
+//!    that is still so (the shrink rule, below);
+//! 2. it pops a job. If it was counted waking it *arrives*: `waking -= 1`; if the word then says
+//!    someone could be woken or started and the queue still outruns `waking`, it hands off (as a
+//!    submitter does: jobs pushed while it was on its way are passed on). It runs the job
+//!    under `catch_unwind` (its `Running` record says which job, for stats and `stop_timeout`),
+//!    then goes to 1. A worker that pops jobs back to back makes no RMW on the word at all;
+//! 3. on an empty queue, the first time in this idle spell, it becomes waking (`waking += 1`) and
+//!    spins a few microseconds watching the queue, then goes to 1. A submitter meanwhile sees
+//!    someone waking and neither wakes nor starts anyone;
+//! 4. the second time, it takes the lock and *announces sleep*: one RMW turns its `waking` into a
+//!    `sleepers` count, reading `STOPPING`; then it re-checks the queue. If the pool is stopping
+//!    it undoes the announcement and retires once the queue is empty and `in_flight == 0` (or
+//!    yields and goes to 1 while a submitter is still pushing); if the queue is not empty it undoes
+//!    the announcement and goes to 1; otherwise it pushes itself on the `sleepers` stack and waits
+//!    on its *own* condvar until a hand-off pops it and sets its `woken` flag (spurious wake-ups
+//!    wait again); then 1. While `workers > min` the wait has the idle timeout; a worker that
+//!    times out un-woken leaves the stack (`sleepers -= 1`) and retires.
 //!
-//! Retiring is `workers -= 1`, `idle -= 1`, freeing the slot, and two hand-offs: if work is still
-//! queued that no waking worker will take, wake a sleeper (so a retirement never strands a job),
-//! and if the pool is stopping, notify the stopper.
+//! Retiring (under the lock) is `waking -= 1` if the worker was counted there, `workers -= 1`,
+//! freeing the slot, updating `CAN_GROW`/`surplus`, a hand-off (so a retirement never strands a
+//! job) and, if the pool is stopping, notifying the stopper.
 //!
-//! # The wake rule (no lost wake-ups, no thundering herd)
+//! # No lost wake-up, no stranded job
 //!
-//! A submitter pushes the job and, only if `queue.len() > waking`, wakes the most recently slept
-//! worker (LIFO: the hot one; the cold ones at the bottom retire on the idle timeout) or, when no
-//! one sleeps and `workers < max`, starts a new worker. The invariant, true whenever the lock is
-//! free: *if some worker sleeps, then `queue.len() <= waking`*, i.e. every queued job has a worker
-//! on its way. Each step keeps it: a push that breaks it wakes someone; a woken worker arriving
-//! decrements `waking` and pops one job; a retiring worker re-establishes it by the hand-off. So no
-//! worker sleeps while work is queued that it is allowed to run (`tests/loom_pool.rs` checks this).
+//! Invariant: *a queued job always has a worker that will look at the queue*: a busy worker (it
+//! pops again when its job ends), or one counted waking (it pops, or re-checks the queue after an
+//! RMW on the word, before it sleeps or retires). The Dekker pair that keeps it: a submitter
+//! pushes, then leaves (RMW); a worker announces sleep (RMW), then re-checks the queue. If the
+//! leave comes first in the word's order, the announcement acquires the push and the worker sees
+//! the job (or it was taken). If the announcement comes first, the leave reads `sleepers > 0`, and
+//! unless the waking workers outnumber the queued jobs it hands off under the lock (where the
+//! announcing worker is either asleep on the stack already, or still holds the lock and has not
+//! decided); if they do outnumber them, each of those workers' next RMW comes after the leave, so
+//! it sees the job when it arrives (and hands on what it cannot take) or re-checks before it
+//! sleeps. A retiring worker hands off too. The same comparison (`queue > waking`) is what makes
+//! a backlog wake or start one worker per job, as the lock-based pool did.
+//! (`tests/loom_pool.rs` checks these races on the real code.)
+//!
+//! # Growing
+//!
+//! A pool grows when a job is submitted and no worker is on its way: none waking, none asleep, and
+//! `workers < max` (Twisted grows when every thread is busy). A backlog that arrives while one
+//! worker is on its way is served one hand-off at a time (each arriving worker starts or wakes the
+//! next); [`ThreadPool::start`] and [`ThreadPool::adjust_pool_size`] size the pool for the whole
+//! backlog at once.
 //!
 //! # The shrink rule
 //!
 //! Twisted shrinks by queueing "quit" markers *behind* the backlog, so after `10 → 2` under load
-//! all ten threads keep running until the backlog drains. Here `max` is read at step 2 each time a
-//! worker finishes a job or wakes: as soon as `workers > max`, the worker retires instead of taking
-//! the next job, and [`ThreadPool::adjust_pool_size`] wakes surplus sleepers so that they retire at
-//! once. Concurrency therefore falls to the new `max` as the running jobs end.
+//! all ten threads keep running until the backlog drains. Here `surplus` (`workers > max`, set
+//! under the lock) is read each time a worker finishes a job or wakes: a surplus worker retires
+//! instead of taking the next job, and [`ThreadPool::adjust_pool_size`] wakes surplus sleepers so
+//! that they retire at once. Concurrency therefore falls to the new `max` as the running jobs end.
 //!
 //! # Stop protocol
 //!
-//! `stop` moves the phase `Running → Stopping` (from then on submissions fail with [`Stopped`]),
-//! starts the workers the backlog needs if the pool never started, and wakes every sleeper. Workers
-//! keep taking jobs until the queue is empty, then retire. The stopper waits on `Shared::done`
-//! until `workers == 0` (or the deadline of [`ThreadPool::stop_timeout`]: then it reports the
-//! still-running jobs and leaves the phase at `Stopping`, so a later stop can finish the job). The
-//! first stopper to see `workers == 0` takes the join handles, joins them without the lock, and
-//! sets the phase to `Stopped`; every other stop waits for that, and a stop after it is a no-op.
+//! `stop` (under the lock) moves the phase `Running → Stopping` and sets `STOPPING` (from then on
+//! submissions are refused), waits out the submitters still between enter and leave (they run no
+//! user code there; after that the queue holds every job that will ever be accepted), starts the
+//! workers the backlog needs if the pool never started, and wakes every sleeper. Workers keep
+//! taking jobs until the queue is empty, then retire (step 4). The stopper waits on
+//! `Shared::done` until `workers == 0` (or the deadline of [`ThreadPool::stop_timeout`]: then it
+//! reports the still-running jobs and leaves the phase at `Stopping`, so a later stop can finish
+//! the job). The first stopper to see `workers == 0` takes the join handles, joins them without the
+//! lock, and sets the phase to `Stopped`; every other stop waits for that, and a stop after it is a
+//! no-op.
+//!
+//! # Stats
+//!
+//! `workers` is exact under the lock; `busy` counts the live workers whose `Running` record names
+//! a job, so `workers == busy + idle` in every snapshot; `backlog` is the queue's length less the
+//! cancelled jobs still in it (a snapshot, like any length of a lock-free queue).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering as StdOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as StdOrdering};
 use std::time::{Duration, Instant};
 
-use super::lock::{Condvar, Mutex, MutexGuard, QueueHint};
+use crossbeam_utils::CachePadded;
+
+use super::lock::{Condvar, Mutex, MutexGuard};
+use super::state::{
+    JobQueue, StateWord, CAN_GROW, IN_FLIGHT_ONE, SLEEPERS_ONE, STOPPING, WAKING_ONE,
+};
 use crate::deadline::deadline_after;
 use crate::failure::{panic_message, Failure};
 use crate::loom::sync::Arc;
@@ -293,15 +350,16 @@ impl ThreadPoolBuilder {
         check_size(self.min, self.max)?;
         let id = NEXT_POOL_ID.fetch_add(1, StdOrdering::Relaxed);
         let shared = Shared {
+            word: CachePadded::new(StateWord::new()),
+            next_job_id: CachePadded::new(AtomicU64::new(1)),
+            queue: JobQueue::new(),
+            surplus: CachePadded::new(AtomicBool::new(false)),
+            cancelled: AtomicUsize::new(0),
             id,
             name: self.name,
             idle_timeout: self.idle_timeout,
             state: Mutex::new(State {
-                queue: VecDeque::new(),
                 workers: 0,
-                busy: 0,
-                idle: 0,
-                waking: 0,
                 sleepers: Vec::new(),
                 slots: Vec::new(),
                 free_slots: Vec::new(),
@@ -311,11 +369,9 @@ impl ThreadPoolBuilder {
                 phase: Phase::Running,
                 joining: false,
                 handles: Vec::new(),
-                next_job_id: 1,
                 next_serial: 1,
             }),
             done: Condvar::new(),
-            queued: QueueHint::new(),
         };
         let shared = Arc::new(shared);
         #[cfg(not(loom))]
@@ -365,39 +421,53 @@ pub struct ThreadPool {
 /// ```
 pub struct JobHandle {
     shared: Arc<Shared>,
-    id: u64,
+    job: std::sync::Arc<Tagged>,
 }
 
 impl JobHandle {
     /// Removes the job from the queue if no worker has taken it yet; true if it was removed (it
     /// will never run, and its closure is dropped here), false if it already started, finished or
-    /// was cancelled. Costs a scan of the queue.
+    /// was cancelled.
     pub fn cancel(&self) -> bool {
-        let mut st = self.shared.lock();
-        let Some(at) = st.queue.iter().position(|job| job.id == self.id) else {
+        let mut run = self.job.run.lock();
+        let Some(job) = run.take() else {
             return false;
         };
-        let job = st.queue.remove(at);
-        self.shared.queued.set(st.queue.len());
-        drop(st);
-        // The closure's captures are dropped without the lock: their destructors may use the pool.
+        // Counted while the cell is locked, so the worker that pops the empty cell (and
+        // uncounts it) counts after this.
+        self.shared.cancelled.fetch_add(1, StdOrdering::Relaxed);
+        drop(run);
+        // The closure's captures are dropped without any lock: their destructors may use the pool.
         drop(job);
         true
     }
 
     /// The job's id, unique within its pool (used in [`StuckJob`] reports).
     pub fn id(&self) -> u64 {
-        self.id
+        self.job.id
     }
 }
 
 impl fmt::Debug for JobHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobHandle").field("id", &self.id).finish()
+        f.debug_struct("JobHandle")
+            .field("id", &self.job.id)
+            .finish()
     }
 }
 
 struct Shared {
+    /// Hot: every submission makes two RMWs on it (see the module docs).
+    word: CachePadded<StateWord>,
+    /// Job ids: a tagged job draws one when it is submitted, a worker draws blocks of
+    /// `ID_BLOCK` for the plain jobs it runs (so plain submissions never touch it).
+    next_job_id: CachePadded<AtomicU64>,
+    queue: JobQueue<Job>,
+    /// `workers > max`, set under the lock; read by every worker after every job, so kept apart
+    /// from the hot word.
+    surplus: CachePadded<AtomicBool>,
+    /// Cancelled jobs still in the queue (for `backlog`).
+    cancelled: AtomicUsize,
     id: u64,
     name: Option<String>,
     idle_timeout: Option<Duration>,
@@ -405,8 +475,6 @@ struct Shared {
     /// Notified when a worker retires while the pool is stopping, and when the phase becomes
     /// `Stopped`.
     done: Condvar,
-    /// `queue.len()`, published under the lock for workers spinning before they sleep.
-    queued: QueueHint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,31 +484,57 @@ enum Phase {
     Stopped,
 }
 
-struct Job {
-    id: u64,
-    name: Option<Box<str>>,
-    run: Box<dyn FnOnce() + Send>,
+/// A queued job. Kept small (two words, like a bare `Box<dyn FnOnce>`): the queue's blocks of 31
+/// slots then stay within the allocator's per-thread cache sizes.
+enum Job {
+    /// [`ThreadPool::call_in_thread`]: just the closure. Its id is drawn when a worker starts it.
+    Plain(Box<dyn FnOnce() + Send>),
+    /// A job with a [`JobHandle`] (and perhaps a name).
+    Tagged(std::sync::Arc<Tagged>),
 }
 
-/// What a worker is doing, kept for `stop_timeout` reports.
+/// A job a [`JobHandle`] may cancel: whoever empties `run` first runs it (a worker) or drops it
+/// (a cancel).
+struct Tagged {
+    id: u64,
+    name: Option<Box<str>>,
+    run: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// Ids a worker may give to plain jobs: `next..end`, drawn from `Shared::next_job_id`.
+#[derive(Default)]
+struct IdBlock {
+    next: u64,
+    end: u64,
+}
+
+const ID_BLOCK: u64 = 1024;
+
+/// The job a worker is running, readable by stats and `stop_timeout` reports without the pool's
+/// lock. `id` is 0 while the worker is idle. A named job's name is set before its id, and both
+/// are cleared together, under `name`'s lock.
+#[derive(Default)]
+struct Running {
+    id: AtomicU64,
+    name: parking_lot::Mutex<Option<Box<str>>>,
+}
+
+/// A live worker, as the lock holders see it.
 struct Slot {
     thread_name: String,
     /// This worker's own condvar (waited on with `Shared::state`).
     cv: Arc<Condvar>,
-    /// Set by whoever pops this worker from `sleepers` (counted in `waking`); cleared by the worker.
+    /// Set by the hand-off that pops this worker from `sleepers` (and counts it in `waking`);
+    /// cleared by the worker.
     woken: bool,
-    /// The job being run: its id and name.
-    running: Option<(u64, Option<Box<str>>)>,
+    running: std::sync::Arc<Running>,
 }
 
 struct State {
-    queue: VecDeque<Job>,
+    /// Live workers (those counted here have a slot and a thread).
     workers: usize,
-    busy: usize,
-    idle: usize,
-    /// Workers woken or just started that have not yet come back to look at the queue.
-    waking: usize,
-    /// Sleeping, un-woken workers (slot indices), most recent last.
+    /// Sleeping, un-woken workers (slot indices), most recent last; its length is the word's
+    /// `sleepers`.
     sleepers: Vec<usize>,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<usize>,
@@ -451,7 +545,6 @@ struct State {
     /// A stopper has taken the handles and is joining them.
     joining: bool,
     handles: Vec<thread::JoinHandle<()>>,
-    next_job_id: u64,
     next_serial: u64,
 }
 
@@ -459,46 +552,15 @@ impl State {
     fn slot(&mut self, index: usize) -> &mut Slot {
         self.slots[index].as_mut().expect("a live worker's slot")
     }
-
-    /// Wakes sleepers until every queued job has a worker on its way (or no one sleeps).
-    fn wake_for_backlog(&mut self) {
-        while self.queue.len() > self.waking {
-            if !self.wake_one() {
-                break;
-            }
-        }
-    }
-
-    /// Pops the most recent sleeper and wakes it; false if no one sleeps.
-    fn wake_one(&mut self) -> bool {
-        match self.sleepers.pop() {
-            Some(index) => {
-                self.waking += 1;
-                let slot = self.slot(index);
-                slot.woken = true;
-                slot.cv.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl State {
-    /// The counters `ThreadPool::stats` and the snapshot report.
-    fn stats(&self) -> PoolStats {
-        PoolStats {
-            workers: self.workers,
-            busy: self.busy,
-            idle: self.idle,
-            backlog: self.queue.len(),
-        }
-    }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    fn word(&self) -> &StateWord {
+        &self.word
     }
 
     fn describe(&self) -> String {
@@ -514,7 +576,70 @@ impl Shared {
         }
     }
 
-    /// Starts one worker, counted as idle and waking (see the module docs). Called with the lock.
+    /// The counters `ThreadPool::stats` and the snapshot report. Called with the lock.
+    fn stats(&self, st: &State) -> PoolStats {
+        let busy = st
+            .slots
+            .iter()
+            .flatten()
+            .filter(|slot| slot.running.id.load(StdOrdering::Relaxed) != 0)
+            .count();
+        let cancelled = self.cancelled.load(StdOrdering::Relaxed);
+        PoolStats {
+            workers: st.workers,
+            busy,
+            idle: st.workers - busy,
+            backlog: self.queue.len().saturating_sub(cancelled),
+        }
+    }
+
+    /// Brings `CAN_GROW` and `surplus` in line with `workers`, `min`/`max`, `started` and the
+    /// phase. Called with the lock after any of them changes.
+    fn sync_flags(&self, st: &State) {
+        let can_grow = st.started && st.phase == Phase::Running && st.workers < st.max;
+        if self.word().load().can_grow() != can_grow {
+            self.word().set_flag(CAN_GROW, can_grow);
+        }
+        // Relaxed: a worker that sees it re-checks under the lock.
+        self.surplus
+            .store(st.workers > st.max, StdOrdering::Relaxed);
+    }
+
+    /// Pops the most recent sleeper and wakes it, counted as waking; false if no one sleeps.
+    fn wake_one(&self, st: &mut State) -> bool {
+        match st.sleepers.pop() {
+            Some(index) => {
+                self.word().add(WAKING_ONE.wrapping_sub(SLEEPERS_ONE));
+                let slot = st.slot(index);
+                slot.woken = true;
+                slot.cv.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The hand-off (module docs): if work is queued and no worker is on its way, wake a sleeper
+    /// or, failing that, start a worker if the pool may grow. Called with the lock.
+    fn hand_off(this: &Arc<Self>, st: &mut State) {
+        if !this.queue.outruns(this.word().load().waking()) {
+            return;
+        }
+        if !this.wake_one(st) && st.started && st.phase == Phase::Running && st.workers < st.max {
+            Shared::spawn_worker(this, st);
+        }
+    }
+
+    /// Waits (with the lock: submitters never take it between enter and leave) until no submitter
+    /// is between its enter and its leave. Called after `STOPPING` is set: from then on the queue
+    /// holds every job that will ever be accepted.
+    fn wait_for_submitters(&self) {
+        while self.word().load().in_flight() > 0 {
+            thread::yield_now();
+        }
+    }
+
+    /// Starts one worker, counted as waking (see the module docs). Called with the lock.
     fn spawn_worker(this: &Arc<Self>, st: &mut State) -> bool {
         let serial = st.next_serial;
         let thread_name = match &this.name {
@@ -522,11 +647,12 @@ impl Shared {
             None => format!("filature-pool-{serial}"),
         };
         let cv = Arc::new(Condvar::new());
+        let running = std::sync::Arc::new(Running::default());
         let slot = Slot {
             thread_name: thread_name.clone(),
             cv: cv.clone(),
-            woken: true,
-            running: None,
+            woken: false,
+            running: running.clone(),
         };
         let index = match st.free_slots.pop() {
             Some(index) => {
@@ -538,24 +664,26 @@ impl Shared {
                 st.slots.len() - 1
             }
         };
+        // Counted before the thread can run: it arrives with `waking -= 1`.
+        this.word().add(WAKING_ONE);
         let shared = this.clone();
         let spawned = thread::Builder::new()
             .name(thread_name)
             // A job may use filature waits (creating a hub on the worker) or leave green threads
             // behind: the scope unwinds them before the worker's thread-locals go.
-            .spawn(move || crate::hub::scope(|| worker_main(shared, index, cv)));
+            .spawn(move || crate::hub::scope(|| worker_main(shared, index, cv, running)));
         match spawned {
             Ok(handle) => {
                 st.next_serial += 1;
                 st.workers += 1;
-                st.idle += 1;
-                st.waking += 1;
+                this.sync_flags(st);
                 // Forget handles of workers that already retired, so churn does not accumulate.
                 st.handles.retain(|h| !thread::is_finished(h));
                 st.handles.push(handle);
                 true
             }
             Err(error) => {
+                this.word().sub(WAKING_ONE);
                 st.slots[index] = None;
                 st.free_slots.push(index);
                 tracing::error!(pool = %this.describe(), %error, "could not start a worker thread");
@@ -575,89 +703,174 @@ impl Shared {
     }
 
     /// The number of workers the queue needs right now, on top of those already on their way.
-    fn backlog_target(st: &State) -> usize {
-        let unserved = st.queue.len().saturating_sub(st.waking + st.sleepers.len());
+    fn backlog_target(&self, st: &State) -> usize {
+        let on_their_way = self.word().load().waking() as usize + st.sleepers.len();
+        let unserved = self.queue.len().saturating_sub(on_their_way);
         (st.workers + unserved).max(st.min)
     }
 
-    fn submit(
-        this: &Arc<Self>,
-        name: Option<Box<str>>,
-        run: Box<dyn FnOnce() + Send>,
-    ) -> Result<u64, Stopped> {
-        let mut st = this.lock();
+    /// Begins a stop (under the lock): refuse new work, make sure the backlog has workers, wake
+    /// every sleeper. No-op unless the pool is running.
+    fn begin_stop(this: &Arc<Self>, st: &mut State) {
         if st.phase != Phase::Running {
-            return Err(this.stopped());
+            return;
         }
-        let id = st.next_job_id;
-        st.next_job_id += 1;
-        st.queue.push_back(Job { id, name, run });
-        this.queued.set(st.queue.len());
-        if st.queue.len() > st.waking && !st.wake_one() && st.started && st.workers < st.max {
-            Shared::spawn_worker(this, &mut st);
+        st.phase = Phase::Stopping;
+        this.word().set_flag(STOPPING, true);
+        this.sync_flags(st);
+        this.wait_for_submitters();
+        // The queue now holds every job that will ever run. A pool that never started gets the
+        // workers its backlog needs; so does a started one left without workers (a submitter's
+        // hand-off may have lost the race for the lock to this stop, and cannot start one now).
+        if !st.started || st.workers == 0 {
+            st.started = true;
+            let target = if this.queue.is_empty() {
+                0
+            } else {
+                this.backlog_target(st)
+            };
+            Shared::grow_to(this, st, target);
         }
-        Ok(id)
+        while this.wake_one(st) {}
     }
 
-    fn run_job(&self, job: Job) {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(job.run)) {
+    fn submit(this: &Arc<Self>, job: Job) -> Result<(), Stopped> {
+        // Enter.
+        if this.word().add(IN_FLIGHT_ONE).stopping() {
+            this.word().sub(IN_FLIGHT_ONE);
+            return Err(this.stopped());
+        }
+        this.queue.push(job);
+        // Leave.
+        let seen = this.word().sub(IN_FLIGHT_ONE);
+        if seen.may_hand_off() && this.queue.outruns(seen.waking()) {
+            let mut st = this.lock();
+            Shared::hand_off(this, &mut st);
+        }
+        Ok(())
+    }
+
+    /// Runs a popped job (unless it was cancelled), recording it in `running`.
+    fn run_job(&self, job: Job, running: &Running, ids: &mut IdBlock) {
+        let (id, run, tagged) = match job {
+            Job::Plain(run) => {
+                if ids.next == ids.end {
+                    // Relaxed: only uniqueness matters.
+                    ids.next = self.next_job_id.fetch_add(ID_BLOCK, StdOrdering::Relaxed);
+                    ids.end = ids.next + ID_BLOCK;
+                }
+                ids.next += 1;
+                (ids.next - 1, run, None)
+            }
+            Job::Tagged(tagged) => {
+                let run = tagged.run.lock().take();
+                match run {
+                    Some(run) => (tagged.id, run, Some(tagged)),
+                    None => {
+                        self.cancelled.fetch_sub(1, StdOrdering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        };
+        let name = tagged.as_ref().and_then(|t| t.name.as_deref());
+        // Relaxed: read by stats and reports, which are snapshots.
+        match name {
+            None => running.id.store(id, StdOrdering::Relaxed),
+            Some(name) => {
+                let mut slot = running.name.lock();
+                *slot = Some(name.into());
+                running.id.store(id, StdOrdering::Relaxed);
+            }
+        }
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(run)) {
             tracing::error!(
                 pool = %self.describe(),
-                job = job.id,
-                name = job.name.as_deref().unwrap_or(""),
+                job = id,
+                name = name.unwrap_or(""),
                 panic = panic_message(&*payload),
                 "thread pool job panicked; the worker carries on"
             );
         }
+        match name {
+            None => running.id.store(0, StdOrdering::Relaxed),
+            Some(_) => {
+                let mut slot = running.name.lock();
+                *slot = None;
+                running.id.store(0, StdOrdering::Relaxed);
+            }
+        }
     }
 }
 
-fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
+fn worker_main(
+    shared: Arc<Shared>,
+    index: usize,
+    cv: Arc<Condvar>,
+    running: std::sync::Arc<Running>,
+) {
     CURRENT_POOL.with(|c| c.set(shared.id));
-    let mut st = shared.lock();
+    // Started counted as waking (see `spawn_worker`).
+    let mut waking = true;
     let mut spun = false;
-    loop {
-        // Step 1: a woken (or newly started) worker has now arrived.
-        if std::mem::replace(&mut st.slot(index).woken, false) {
-            st.waking -= 1;
+    let mut ids = IdBlock::default();
+    let mut st = loop {
+        // Step 1: the shrink rule.
+        if shared.surplus.load(StdOrdering::Relaxed) {
+            let st = shared.lock();
+            if st.workers > st.max {
+                break st;
+            }
         }
-        // Step 2: the shrink rule.
-        if st.workers > st.max {
-            break;
-        }
-        // Step 3: run queued work.
-        if let Some(job) = st.queue.pop_front() {
-            shared.queued.set(st.queue.len());
+        // Step 2: run queued work.
+        if let Some(job) = shared.queue.pop() {
+            if waking {
+                waking = false;
+                // Arrive. The last one on its way passes the baton if work is left behind.
+                let now = shared.word().sub(WAKING_ONE).minus(WAKING_ONE);
+                if now.may_hand_off() && shared.queue.outruns(now.waking()) {
+                    let mut st = shared.lock();
+                    Shared::hand_off(&shared, &mut st);
+                }
+            }
             spun = false;
-            st.busy += 1;
-            st.idle -= 1;
-            // Named jobs pay for a copy of the name; unnamed ones for nothing.
-            st.slot(index).running = Some((job.id, job.name.clone()));
-            drop(st);
-            shared.run_job(job);
-            st = shared.lock();
-            st.busy -= 1;
-            st.idle += 1;
-            st.slot(index).running = None;
+            shared.run_job(job, &running, &mut ids);
             continue;
         }
-        // Step 4: stopping and drained.
-        if st.phase != Phase::Running {
-            break;
-        }
-        // Step 5: before sleeping, spin a few microseconds unlocked, counted as waking (so that a
-        // submitter neither wakes nor starts another worker for the job this one will take).
+        // Step 3: spin a few microseconds, counted as waking.
         if !spun {
             spun = true;
-            st.slot(index).woken = true;
-            st.waking += 1;
-            drop(st);
-            shared.queued.spin_until_work();
-            st = shared.lock();
+            if !waking {
+                waking = true;
+                shared.word().add(WAKING_ONE);
+            }
+            shared.queue.spin_until_work();
             continue;
         }
-        // Step 6: sleep until woken; above `min`, retire after the idle timeout.
+        // Step 4: announce sleep, re-check, sleep.
+        let mut st = shared.lock();
+        if st.workers > st.max {
+            break st;
+        }
+        debug_assert!(waking);
+        let seen = shared.word().add(SLEEPERS_ONE.wrapping_sub(WAKING_ONE));
+        if seen.stopping() || !shared.queue.is_empty() {
+            // Undo: still waking.
+            shared.word().add(WAKING_ONE.wrapping_sub(SLEEPERS_ONE));
+            if seen.stopping() {
+                // In this order: once no submitter let in before `STOPPING` is still pushing,
+                // an empty queue stays empty.
+                if shared.word().load().in_flight() == 0 && shared.queue.is_empty() {
+                    break st;
+                }
+                // A submitter let in before the stop is still pushing (or a job appeared).
+                drop(st);
+                thread::yield_now();
+            }
+            continue;
+        }
         st.sleepers.push(index);
+        waking = false;
         let mut retire = false;
         loop {
             let timeout = if st.workers > st.min {
@@ -674,6 +887,7 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
                     }
                     if timed_out && st.workers > st.min {
                         st.sleepers.retain(|&i| i != index);
+                        shared.word().sub(SLEEPERS_ONE);
                         retire = true;
                         break;
                     }
@@ -687,22 +901,28 @@ fn worker_main(shared: Arc<Shared>, index: usize, cv: Arc<Condvar>) {
             }
         }
         if retire {
-            break;
+            break st;
         }
-    }
+        // Woken: the hand-off counted this worker as waking.
+        st.slot(index).woken = false;
+        waking = true;
+        spun = false;
+    };
     // Retire.
+    if waking {
+        shared.word().sub(WAKING_ONE);
+    }
     st.workers -= 1;
-    st.idle -= 1;
     st.slots[index] = None;
     st.free_slots.push(index);
-    st.wake_for_backlog();
+    shared.sync_flags(&st);
+    Shared::hand_off(&shared, &mut st);
     if st.phase != Phase::Running {
         shared.done.notify_all();
     }
     drop(st);
     CURRENT_POOL.with(|c| c.set(0));
 }
-
 impl ThreadPool {
     /// A pool with `min..=max` workers (not started). Errors unless `min <= max` and `max >= 1`.
     ///
@@ -779,7 +999,8 @@ impl ThreadPool {
         }
         if !st.started {
             st.started = true;
-            let target = Shared::backlog_target(&st);
+            self.shared.sync_flags(&st);
+            let target = self.shared.backlog_target(&st);
             Shared::grow_to(&self.shared, &mut st, target);
         }
         Ok(())
@@ -803,13 +1024,13 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        Shared::submit(&self.shared, None, crate::hub::box_call(f)).map(drop)
+        Shared::submit(&self.shared, Job::Plain(crate::hub::box_call(f)))
     }
 
     /// [`call_in_thread`](ThreadPool::call_in_thread) for an already boxed job (no second box).
     /// On `Err` the job has been dropped, on this thread, before this returns.
     pub(crate) fn submit_boxed(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), Stopped> {
-        Shared::submit(&self.shared, None, job).map(drop)
+        Shared::submit(&self.shared, Job::Plain(job))
     }
 
     /// [`call_in_thread_cancellable`](ThreadPool::call_in_thread_cancellable) for a boxed job.
@@ -817,10 +1038,25 @@ impl ThreadPool {
         &self,
         job: Box<dyn FnOnce() + Send>,
     ) -> Result<JobHandle, Stopped> {
-        let id = Shared::submit(&self.shared, None, job)?;
+        self.submit_cancellable(None, job)
+    }
+
+    /// Queues `job` in a cell that the returned handle can empty.
+    fn submit_cancellable(
+        &self,
+        name: Option<Box<str>>,
+        job: Box<dyn FnOnce() + Send>,
+    ) -> Result<JobHandle, Stopped> {
+        let job = std::sync::Arc::new(Tagged {
+            // Relaxed: only uniqueness matters.
+            id: self.shared.next_job_id.fetch_add(1, StdOrdering::Relaxed),
+            name,
+            run: parking_lot::Mutex::new(Some(job)),
+        });
+        Shared::submit(&self.shared, Job::Tagged(job.clone()))?;
         Ok(JobHandle {
             shared: self.shared.clone(),
-            id,
+            job,
         })
     }
 
@@ -840,11 +1076,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let id = Shared::submit(&self.shared, None, crate::hub::box_call(f))?;
-        Ok(JobHandle {
-            shared: self.shared.clone(),
-            id,
-        })
+        self.submit_cancellable(None, crate::hub::box_call(f))
     }
 
     /// Runs `f` on a worker under a name that [`stop_timeout`](ThreadPool::stop_timeout) reports
@@ -868,11 +1100,7 @@ impl ThreadPool {
         F: FnOnce() + Send + 'static,
     {
         let name: Box<str> = name.into().into_boxed_str();
-        let id = Shared::submit(&self.shared, Some(name), crate::hub::box_call(f))?;
-        Ok(JobHandle {
-            shared: self.shared.clone(),
-            id,
-        })
+        self.submit_cancellable(Some(name), crate::hub::box_call(f))
     }
 
     /// Runs `f` on a worker, then `on_result` on the same worker with `Ok(value)` or
@@ -917,11 +1145,7 @@ impl ThreadPool {
                 );
             }
         };
-        let id = Shared::submit(&self.shared, None, Box::new(job))?;
-        Ok(JobHandle {
-            shared: self.shared.clone(),
-            id,
-        })
+        self.submit_cancellable(None, Box::new(job))
     }
 
     /// True if the calling thread is one of this pool's workers (see also
@@ -963,22 +1187,28 @@ impl ThreadPool {
     pub fn adjust_pool_size(&self, min: usize, max: usize) -> Result<(), PoolSizeError> {
         check_size(min, max)?;
         let mut st = self.shared.lock();
+        let shared = &self.shared;
         st.min = min;
         st.max = max;
+        shared.sync_flags(&st);
         if st.phase != Phase::Running || !st.started {
             return Ok(());
         }
         // Shrink: wake surplus sleepers; they see `workers > max` and retire.
         let surplus = st.workers.saturating_sub(max);
         for _ in 0..surplus {
-            if !st.wake_one() {
+            if !shared.wake_one(&mut st) {
                 break;
             }
         }
         // Grow: serve the backlog, then bring the pool up to `min`.
-        st.wake_for_backlog();
-        let target = Shared::backlog_target(&st);
-        Shared::grow_to(&self.shared, &mut st, target);
+        while shared.queue.outruns(shared.word().load().waking()) {
+            if !shared.wake_one(&mut st) {
+                break;
+            }
+        }
+        let target = shared.backlog_target(&st);
+        Shared::grow_to(shared, &mut st, target);
         // Sleepers that began waiting while `workers <= min` wait without a timeout; nudge them so
         // they re-wait with the idle timeout if they are now above `min`.
         if st.workers > st.min {
@@ -1013,7 +1243,7 @@ impl ThreadPool {
     /// assert_eq!(pool.stats().backlog, 0);
     /// ```
     pub fn stats(&self) -> PoolStats {
-        self.shared.lock().stats()
+        self.shared.stats(&self.shared.lock())
     }
 
     /// Stops the pool: refuses new work, runs everything queued (starting workers if the pool
@@ -1069,19 +1299,7 @@ impl ThreadPool {
         let me = thread::current().id();
         let on_own_worker = CURRENT_POOL.with(|c| c.get()) == shared.id;
         let mut st = shared.lock();
-        if st.phase == Phase::Running {
-            st.phase = Phase::Stopping;
-            if !st.started {
-                st.started = true;
-                let target = if st.queue.is_empty() {
-                    0
-                } else {
-                    Shared::backlog_target(&st)
-                };
-                Shared::grow_to(shared, &mut st, target);
-            }
-            while st.wake_one() {}
-        }
+        Shared::begin_stop(shared, &mut st);
         let own = usize::from(on_own_worker);
         loop {
             if st.phase == Phase::Stopped {
@@ -1111,17 +1329,21 @@ impl ThreadPool {
                             .iter()
                             .flatten()
                             .filter_map(|slot| {
-                                slot.running.as_ref().map(|(id, name)| StuckJob {
-                                    thread_name: slot.thread_name.clone(),
-                                    job_name: name.as_deref().map(str::to_owned),
-                                    job_id: *id,
-                                })
+                                let name = slot.running.name.lock();
+                                match slot.running.id.load(StdOrdering::Relaxed) {
+                                    0 => None,
+                                    id => Some(StuckJob {
+                                        thread_name: slot.thread_name.clone(),
+                                        job_name: name.as_deref().map(str::to_owned),
+                                        job_id: id,
+                                    }),
+                                }
                             })
                             .collect();
                         let error = StopTimedOut {
                             pool: shared.describe(),
                             stuck,
-                            backlog: st.queue.len(),
+                            backlog: shared.stats(&st).backlog,
                         };
                         tracing::warn!(%error, "thread pool stop timed out");
                         return Err(error);
@@ -1168,7 +1390,7 @@ pub(crate) mod registry {
         live.iter()
             .filter_map(|p| {
                 let st = p.lock();
-                let stats = st.stats();
+                let stats = p.stats(&st);
                 let stopping = match st.phase {
                     Phase::Running => false,
                     Phase::Stopping => true,
@@ -1185,15 +1407,7 @@ impl Drop for ThreadPool {
         // Begin a stop without waiting: refuse new work, let the workers drain the queue and exit.
         let shared = &self.shared;
         let mut st = shared.lock();
-        if st.phase == Phase::Running {
-            st.phase = Phase::Stopping;
-            if !st.started && !st.queue.is_empty() {
-                st.started = true;
-                let target = Shared::backlog_target(&st);
-                Shared::grow_to(shared, &mut st, target);
-            }
-            while st.wake_one() {}
-        }
+        Shared::begin_stop(shared, &mut st);
     }
 }
 
@@ -1203,5 +1417,15 @@ impl fmt::Debug for ThreadPool {
             .field("name", &self.shared.name)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    /// The queue's 31-slot blocks must stay within glibc's per-thread cache (1,032 bytes): a
+    /// block is 8 bytes plus 31 slots of the job and an 8-byte state (see bench/README.md).
+    #[test]
+    fn a_queued_job_is_two_words() {
+        assert_eq!(std::mem::size_of::<super::Job>(), 16);
     }
 }
