@@ -271,18 +271,23 @@ fn a_destructor_that_blocks_while_a_kill_unwinds_does_not_abort() {
 #[test]
 fn others_are_still_killable_while_one_is_suspended_half_way_through_unwinding() {
     let _w = Watchdog::new("kill during another's unwind", LONG);
-    struct SlowDrop(Rc<Cell<u32>>);
+    /// Blocks in its destructor until released (no race with a fixed sleep on a loaded
+    /// machine), saying when it got there.
+    struct SlowDrop(Rc<Cell<u32>>, Rc<Cell<bool>>, Rc<Event<()>>);
     impl Drop for SlowDrop {
         fn drop(&mut self) {
-            green::sleep(Duration::from_millis(30));
+            self.1.set(true);
+            let _ = self.2.wait();
             self.0.set(self.0.get() + 1);
         }
     }
     let drops = Rc::new(Cell::new(0));
-    let d = drops.clone();
+    let inside = Rc::new(Cell::new(false));
+    let release: Rc<Event<()>> = Rc::new(Event::new());
+    let (d, i, r) = (drops.clone(), inside.clone(), release.clone());
     // A panics and blocks in a destructor on the way out; a kill meanwhile must not abort.
     let a = green::spawn(move || -> () {
-        let _slow = SlowDrop(d);
+        let _slow = SlowDrop(d, i, r);
         green::sleep(Duration::from_millis(1));
         panic!("a panics");
     });
@@ -291,11 +296,13 @@ fn others_are_still_killable_while_one_is_suspended_half_way_through_unwinding()
         let _d = DropCount(d);
         green::sleep(Duration::from_secs(3600));
     });
-    green::sleep(Duration::from_millis(10)); // A is now inside SlowDrop
+    drive_until(LONG, || inside.get()); // A is now inside SlowDrop
     assert!(!a.is_finished());
     a.kill();
     b.kill();
     expect_killed(b.join_timeout(LONG));
+    assert!(!a.is_finished(), "A's destructor is still blocked");
+    release.send(()).unwrap();
     let r = a.join_result();
     assert_eq!(
         r.unwrap_err().failure().and_then(|f| f.panic_message()),

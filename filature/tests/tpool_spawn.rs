@@ -121,8 +121,10 @@ fn a_panicking_job_reports_its_failure() {
 fn waiting_parks_only_the_green_thread() {
     let _w = Watchdog::new("spawn wait green", LONG);
     let pool = Tpool::new("spawn-green", 1);
-    let h = pool.spawn(|| {
-        std::thread::sleep(Duration::from_millis(40));
+    // The job runs until the ticker has ticked (no race with a fixed sleep on a loaded machine).
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let h = pool.spawn(move || {
+        wait.recv().unwrap();
         7
     });
     let waiter = green::spawn(move || h.wait());
@@ -132,7 +134,8 @@ fn waiting_parks_only_the_green_thread() {
             .count()
     });
     assert_eq!(ticker.join(), 5);
-    assert!(!waiter.is_finished(), "the ticker finished first");
+    assert!(!waiter.is_finished(), "the waiter finished before its job");
+    go.send(()).unwrap();
     assert_eq!(waiter.join(), 7);
 }
 
