@@ -44,8 +44,9 @@
 //! * A **short** stream read (fewer bytes than asked, but some) empties the socket's receive
 //!   queue, and a short write fills its send buffer: the caller clears that direction right away
 //!   (`drained`), as after a `WouldBlock`, except that an end of stream already reported stays
-//!   (`READ_CLOSED`: its event may have come with the data the short read took). Only TCP streams use this (`net::TcpStream` and the
-//!   protocol transports): a Unix stream read may stop early at a change of sender credentials.
+//!   (`READ_CLOSED`: its event may have come with the data the short read took). Only TCP
+//!   streams use this (`net::TcpStream` and the protocol transports): a Unix stream read may
+//!   stop early at a change of sender credentials.
 //!   Edge-triggered epoll reports any later arrival, so nothing is missed; the one case a short
 //!   TCP read does not empty the queue is a read that stops at TCP urgent data (out-of-band, a
 //!   feature RFC 6093 tells applications not to use): the rest then waits for the peer's next
@@ -147,6 +148,14 @@ impl ScheduledIo {
     /// already reported stays (a read returns it at once).
     fn clear_drained(&self, dir: Direction) {
         self.readiness.fetch_and(!dir.bit(), Ordering::Relaxed);
+    }
+
+    /// Adds `me` to `dir`'s waiters unless it is there already.
+    fn list(&self, dir: Direction, me: &Waiter) {
+        let mut w = self.waiters.lock();
+        if !w[dir as usize].contains(me) {
+            w[dir as usize].push(me.clone());
+        }
     }
 
     fn has_waiters(&self) -> bool {
@@ -364,13 +373,7 @@ impl Registration {
         op: impl FnOnce() -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
     ) -> (io::Result<R>, bool) {
-        let list = |sio: &ScheduledIo| {
-            let me = Waiter::Task(waker.clone());
-            let mut w = sio.waiters.lock();
-            if !w[dir as usize].contains(&me) {
-                w[dir as usize].push(me);
-            }
-        };
+        let list = |sio: &ScheduledIo| sio.list(dir, &Waiter::Task(waker.clone()));
         let known = super::with_existing_core(|core| self.registered_on(&core.shared)).flatten();
         if let Some(sio) = known.as_ref().filter(|s| !s.is_ready(dir)) {
             // The last try said WouldBlock (or drained the socket) and no event came since:
@@ -422,12 +425,7 @@ impl Registration {
         }
         let _listed = Listed(sio, dir, &me);
         loop {
-            {
-                let mut w = sio.waiters.lock();
-                if !w[dir as usize].contains(&me) {
-                    w[dir as usize].push(me.clone());
-                }
-            }
+            sio.list(dir, &me);
             if sio.is_ready(dir) {
                 return Ok(());
             }
@@ -441,9 +439,7 @@ impl Registration {
 
     /// Whether a call in direction `dir` on this thread's hub may make progress without waiting:
     /// false only when the socket is registered there and that direction's readiness is
-    /// cleared (after a `WouldBlock` or a drained success, with no event since). For
-    /// callback-driven owners, after a drained [`try_io`](Self::try_io): a reported end of
-    /// stream keeps the read side ready.
+    /// cleared (after a `WouldBlock` or a drained success, with no event since).
     pub(crate) fn ready_here(&self, dir: Direction) -> bool {
         super::with_existing_core(|core| self.registered_on(&core.shared))
             .flatten()
@@ -452,15 +448,14 @@ impl Registration {
 
     /// The scheduled I/O of the hub behind `hub`, if the socket is registered there.
     fn registered_on(&self, hub: &Arc<HubShared>) -> Option<Arc<ScheduledIo>> {
-        let list = self.scheduled.lock();
-        list.iter().find(|s| Arc::ptr_eq(&s.hub, hub)).cloned()
+        find(&self.scheduled.lock(), hub).cloned()
     }
 
     /// The scheduled I/O of `core`'s hub, registering there first if needed (and dropping idle
     /// registrations with other hubs: the socket moved).
     fn scheduled_on(&self, core: &Rc<Core>) -> io::Result<Arc<ScheduledIo>> {
         let mut list = self.scheduled.lock();
-        if let Some(s) = list.iter().find(|s| Arc::ptr_eq(&s.hub, &core.shared)) {
+        if let Some(s) = find(&list, &core.shared) {
             return Ok(s.clone());
         }
         let mut kept = Vec::with_capacity(list.len() + 1);
@@ -489,6 +484,11 @@ impl Registration {
     pub(crate) fn hubs(&self) -> usize {
         self.scheduled.lock().len()
     }
+}
+
+/// The scheduled I/O of `hub` in a registration's list.
+fn find<'a>(list: &'a [Arc<ScheduledIo>], hub: &Arc<HubShared>) -> Option<&'a Arc<ScheduledIo>> {
+    list.iter().find(|s| Arc::ptr_eq(&s.hub, hub))
 }
 
 impl Drop for Registration {

@@ -13,8 +13,9 @@
 //!   (`after_call`). So protocol methods are never re-entered, and a panic never leaves a cell
 //!   borrowed.
 //! * **One read buffer per hub.** `data_received` gets a slice of the hub's 64 KiB read buffer
-//!   (a thread-local, taken out for the call): reading allocates nothing per call. Writes append
-//!   to the connection's write buffer, which is reused (cleared when it drains; shrunk when a
+//!   (a thread-local, taken out for the call): reading allocates nothing per call. A write with
+//!   nothing pending goes to the socket at once; what the socket does not take is appended to
+//!   the connection's write buffer, which is reused (cleared when it drains; shrunk when a
 //!   burst made it large), so steady traffic allocates nothing either.
 //! * **Reading only when asked.** The socket is read only while `paused_reading` is false
 //!   ([`Transport::pause_producing`]); the readiness bit is then left set, and
