@@ -307,7 +307,7 @@ fn accept_out_of_fds_backs_off_instead_of_spinning() {
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         let log = LogCapture::start_bare();
-        let mut holes = use_up_fds();
+        let mut holes = use_up_fds(2);
         let e = l.accept().unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
         let cpu = cpu_time();

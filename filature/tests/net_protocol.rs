@@ -651,7 +651,7 @@ fn a_port_out_of_descriptors_backs_off_and_accepts_again() {
                     })
                     .collect::<Result<_, _>>()
                     .unwrap();
-                let holes = use_up_fds();
+                let holes = use_up_fds(4); // three clients, and the accept that finds the queue empty
                 let waiting: Vec<std::net::TcpStream> = waiting
                     .into_iter()
                     .map(|s| {

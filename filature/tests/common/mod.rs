@@ -280,25 +280,32 @@ pub(crate) fn hub_thread(name: &str) -> (filature::hub::HubHandle, std::thread::
     (rx.recv_timeout(LONG).unwrap(), t)
 }
 
-/// Runs this process out of file descriptors: lowers `RLIMIT_NOFILE` to just above the highest
-/// open one and fills every free slot below it. Dropping the files frees their slots; the limit
-/// stays (for a child process of [`in_child`]).
-pub(crate) fn use_up_fds() -> Vec<std::fs::File> {
+/// Runs this process out of file descriptors: lowers `RLIMIT_NOFILE` to `spare` above the highest
+/// open one and fills every free slot below it. Dropping the returned files frees exactly `spare`
+/// slots, however the process's descriptors were packed before: the gaps below the highest open
+/// descriptor stay filled for good (a process with gaps and one without behave alike; an earlier
+/// version freed the gaps too, and a machine with none hung waiting for a slot). The limit stays
+/// (for a child process of [`in_child`]).
+pub(crate) fn use_up_fds(spare: usize) -> Vec<std::fs::File> {
     let top = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
         .max()
         .unwrap();
     let limit = libc::rlimit {
-        rlim_cur: top + 1,
-        rlim_max: top + 1,
+        rlim_cur: top + 1 + spare as u64,
+        rlim_max: top + 1 + spare as u64,
     };
     // SAFETY: a valid rlimit struct for a known resource.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let mut holes = Vec::new();
+    let mut taken = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
-        holes.push(f);
+        taken.push(f);
     }
+    // The kernel hands out the lowest free slot: the last `spare` opened are the ones above `top`.
+    assert!(taken.len() >= spare, "only {} slots taken", taken.len());
+    let holes = taken.split_off(taken.len() - spare);
+    std::mem::forget(taken);
     holes
 }
 
