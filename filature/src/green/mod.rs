@@ -196,14 +196,12 @@ fn park_green(core: &Rc<Core>, g: &Rc<Green>, op: &'static str, deadline: Option
         g.cell.try_consume();
         return;
     }
-    let timer =
-        deadline.map(|d| core.add_timer(Some(d), hub::timer::Action::Unpark(g.cell.clone())));
+    if let Some(d) = deadline {
+        g.arm_park_timer(core, d);
+    }
     // The one store the snapshot costs the park path (none on the yield or switch paths).
     g.parked_at.set(op);
     g.suspend();
-    if let Some(t) = timer {
-        t.cancel_quiet();
-    }
     g.cell.end_park();
     g.check_interrupts();
 }

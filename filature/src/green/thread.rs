@@ -26,12 +26,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc as StdArc;
+use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::join::{Complete, JoinError, JoinShared};
 use super::park::Unparker;
 use super::stack::GreenStack;
+use crate::hub::timer::{Action, TimerCell};
 use crate::hub::Core;
 use crate::Failure;
 
@@ -62,6 +64,8 @@ pub(crate) struct Green {
     /// The label of the park point it last parked at (`Parker::current`'s `op`), stored by
     /// `park_green` just before it suspends; read by `hub::snapshot` (meaningful while parked).
     pub(crate) parked_at: Cell<&'static str>,
+    /// The timer of its timed parks, kept armed between them (see [`Green::arm_park_timer`]).
+    park_timer: RefCell<Option<Rc<TimerCell>>>,
     completion: StdArc<dyn Complete>,
 }
 
@@ -96,6 +100,7 @@ impl Green {
             lent: Cell::new(0),
             unwinding: Cell::new(false),
             parked_at: Cell::new(""),
+            park_timer: RefCell::new(None),
             completion: shared,
         });
         if let Some(name) = &g.name {
@@ -138,6 +143,7 @@ impl Green {
             CoroutineResult::Yield(()) => false,
             CoroutineResult::Return(()) => {
                 self.finished.set(true);
+                self.disarm_park_timer();
                 // Dropping the finished coroutine returns its stack to the pool.
                 *co = None;
                 true
@@ -150,6 +156,35 @@ impl Green {
     #[inline]
     pub(crate) fn suspend(&self) {
         suspend_current(self.yielder());
+    }
+
+    /// Makes sure a timer wakes this green thread by `deadline`, for a timed park.
+    ///
+    /// The timer is not cancelled when the park ends some other way: it stays armed for the next
+    /// timed park, which usually wants a later deadline (a read timeout renewed on every read)
+    /// and then keeps the earlier one. So a timed wait costs a heap push and a cancel only when
+    /// its deadline comes before the armed one, or after the armed one fired. The price: a kept
+    /// timer that comes due wakes the green thread once early (or, if it is running then, makes
+    /// its next park return at once), and every park's caller already loops until its condition
+    /// or its own deadline holds (spurious wake-ups are part of `Parker::park`'s contract). The
+    /// timer is cancelled when the green thread finishes.
+    pub(crate) fn arm_park_timer(&self, core: &Core, deadline: Instant) {
+        let mut slot = self.park_timer.borrow_mut();
+        match slot.as_ref() {
+            Some(t) if t.is_pending() => {
+                if t.deadline().map_or(true, |armed| armed > deadline) {
+                    core.timers.borrow_mut().reschedule(t, Some(deadline));
+                }
+            }
+            _ => *slot = Some(core.add_timer(Some(deadline), Action::Unpark(self.cell.clone()))),
+        }
+    }
+
+    /// Cancels the kept park timer (the green thread has finished).
+    fn disarm_park_timer(&self) {
+        if let Some(t) = self.park_timer.borrow_mut().take() {
+            t.cancel_quiet();
+        }
     }
 
     /// This green thread's way back to the loop, for [`suspend_current`].
@@ -219,6 +254,7 @@ impl Green {
     /// (nor frees the slot a newer green thread may have taken).
     pub(crate) fn abandon(&self) {
         self.finished.set(true);
+        self.disarm_park_timer();
         self.completion.complete_killed();
         if let Ok(mut co) = self.co.try_borrow_mut() {
             if let Some(c) = co.take() {

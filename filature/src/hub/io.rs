@@ -424,16 +424,19 @@ impl Registration {
             }
         }
         let _listed = Listed(sio, dir, &me);
+        // The first look at the clock is `park`'s own (which returns at once past the deadline).
+        let mut parked = false;
         loop {
             sio.list(dir, &me);
             if sio.is_ready(dir) {
                 return Ok(());
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if parked && deadline.is_some_and(|d| Instant::now() >= d) {
                 parker.check_interrupts();
                 return Err(on_timeout());
             }
             parker.park(deadline);
+            parked = true;
         }
     }
 

@@ -319,7 +319,7 @@ pub(crate) struct Core {
     pub(crate) ready: RefCell<VecDeque<Rc<Green>>>,
     /// Green threads by slot, for wake-ups that arrive as a slot number.
     greens: RefCell<Slots>,
-    timers: RefCell<Timers>,
+    pub(crate) timers: RefCell<Timers>,
     /// The green thread running now, or null. Set by `resume` to the `Green` whose `Rc` it holds
     /// for the whole resume, and cleared before that `Rc` goes; read through `with_current`.
     current: Cell<*const Green>,

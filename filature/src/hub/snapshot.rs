@@ -77,7 +77,9 @@ pub struct HubSnapshot {
 pub struct HubDetail {
     /// Its green threads that have been spawned and not finished, by id.
     pub green_threads: Vec<GreenSnapshot>,
-    /// Pending timers (including the deadlines of timed waits).
+    /// Pending timers (including the deadlines of timed waits: a green thread's timed wait keeps
+    /// its timer armed after it ends, for its next one, until it comes due or the thread
+    /// finishes).
     pub timers: usize,
     /// Callbacks queued on the hub by its own thread for its next pass.
     pub local_callbacks: usize,

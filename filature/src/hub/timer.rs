@@ -106,7 +106,7 @@ impl Timers {
         cell
     }
 
-    fn reschedule(&mut self, cell: &Rc<TimerCell>, deadline: Option<Instant>) {
+    pub(crate) fn reschedule(&mut self, cell: &Rc<TimerCell>, deadline: Option<Instant>) {
         let gen = cell.gen.get().wrapping_add(1);
         cell.gen.set(gen);
         cell.deadline.set(deadline);
@@ -201,6 +201,16 @@ impl Entry {
 }
 
 impl TimerCell {
+    /// Neither run (nor running) nor cancelled.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state.get() == State::Pending
+    }
+
+    /// When it is due (`None`: never).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.get()
+    }
+
     pub(crate) fn finish(&self) {
         self.state.set(State::Called);
     }
