@@ -225,6 +225,7 @@ pub(crate) fn run_child(system: &str, cfg: &Config) -> Result<(), String> {
 /// 5.0 µs right after. Touching (and freeing) as much memory as the run will need just before it
 /// gives every system the same warm start. The kernel still zeroes each page a system faults in;
 /// that cost stays in the figures.
+#[inline(never)] // Kept out of line so profiles tell it from the timed part.
 fn prewarm(bytes: usize) -> Result<(), String> {
     if bytes == 0 {
         return Ok(());
