@@ -67,8 +67,9 @@
 //! - The **shared free list** and the region bump pointers sit behind one mutex (which also
 //!   orders a slot's last use on one thread before its reuse on another). Syscalls made
 //!   under it (`mmap` of a region, guard install, prefault) happen once per batch of slots for
-//!   the life of the process. A stack dropped on a thread other than the one that allocated it, or during
-//!   thread-local teardown, simply goes to that thread's cache or to the shared list.
+//!   the life of the process. A stack dropped on a thread other than the one that allocated
+//!   it, or during thread-local teardown, simply goes to that thread's cache or to the shared
+//!   list.
 //! - At thread exit the hot cache trims itself and moves its slots to the shared list.
 //!
 //! # Overflow reporting

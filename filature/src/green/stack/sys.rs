@@ -199,8 +199,8 @@ pub(super) fn install_guards(addrs: &[usize], len: usize) -> Result<(), StackErr
     addrs.iter().try_for_each(|&addr| install_guard(addr, len))
 }
 
-/// Faults in `[addr + offset, addr + offset + len)` for each of `addrs` (at most [`MAX_BATCH`]) in one
-/// `process_madvise(MADV_POPULATE_WRITE)`, as writing a byte in each page would but without a
+/// Faults in `[addr + offset, addr + offset + len)` for each of `addrs` (at most [`MAX_BATCH`])
+/// in one `process_madvise(MADV_POPULATE_WRITE)`, as writing a byte in each page would but without a
 /// page-fault trap per page. Best effort: if the kernel refuses, the pages fault on first touch.
 ///
 /// The ranges must lie inside regions from [`reserve`], outside guards, and hold nothing anyone
@@ -254,7 +254,8 @@ fn advise_batch(addrs: &[usize], offset: usize, len: usize, advice: libc::c_int)
             Some(libc::ENOSYS | libc::EBADF | libc::EPERM | libc::EINVAL)
         ) {
             tracing::debug!(
-                "process_madvise on this process is not available ({err}); green thread                  stacks are carved with one madvise per guard"
+                "process_madvise on this process is not available ({err}); green thread \
+                 stacks are carved with one madvise per guard"
             );
             BATCHING.store(false, Ordering::Relaxed);
         }
