@@ -3,7 +3,7 @@
 //! Nothing here is called from the signal handler (see `signal.rs` for what is).
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use super::StackError;
@@ -11,6 +11,33 @@ use super::StackError;
 /// `MADV_GUARD_INSTALL` (Linux ≥ 6.13): turn a range of an anonymous mapping into guard markers
 /// that fault on access without splitting the mapping. Not in the `libc` crate yet.
 pub(super) const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// `MADV_POPULATE_WRITE` (Linux ≥ 5.14): fault a range in, writable, without touching it.
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+/// `PIDFD_SELF_THREAD_GROUP` (Linux ≥ 6.15): "this process" for `process_madvise`, with no
+/// descriptor to open or keep, and still this process (not the parent) after a `fork`.
+const PIDFD_SELF: libc::c_int = -10001;
+
+/// Ranges handed to one `process_madvise` call (the kernel takes up to `UIO_MAXIOV`, 1,024).
+pub(super) const MAX_BATCH: usize = 64;
+
+/// Cleared for good the first time `process_madvise` on ourselves fails (kernels before 6.15
+/// know no `PIDFD_SELF`; before 6.13 they refuse these advices; a seccomp filter may refuse the
+/// call): the batch functions then make one `madvise` per range, or nothing for prefaulting.
+static BATCHING: AtomicBool = AtomicBool::new(true);
+
+/// Whether batches still go to `process_madvise` (tests).
+#[cfg(test)]
+pub(super) fn batching() -> bool {
+    BATCHING.load(Ordering::Relaxed)
+}
+
+/// Makes every batch from now on one `madvise` per range, as when `process_madvise` fails (tests).
+#[cfg(test)]
+pub(super) fn disable_batching() {
+    BATCHING.store(false, Ordering::Relaxed);
+}
 
 /// How guard areas are made. Process-wide; decided on the first guard installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +182,85 @@ pub(super) fn install_guard(addr: usize, len: usize) -> Result<(), StackError> {
             }
         }
     }
+}
+
+/// [`install_guard`] for `[addr, addr + len)` for each of `addrs` (at most [`MAX_BATCH`]), in one
+/// `process_madvise` when guards are `MADV_GUARD_INSTALL` guards.
+///
+/// Same contract as [`install_guard`] for every range. On failure some ranges may be guards
+/// already; installing a guard twice is harmless, so the caller may simply retry.
+pub(super) fn install_guards(addrs: &[usize], len: usize) -> Result<(), StackError> {
+    if mode() == MODE_GUARD_INSTALL && advise_batch(addrs, 0, len, MADV_GUARD_INSTALL) {
+        return Ok(());
+    }
+    // Still deciding the mode, mprotect guards (one VMA split each: no batch call), or no
+    // batching on this kernel; a batch that failed part-way is redone here, range by range, so
+    // the error (if any) is the one a single `madvise` reports.
+    addrs.iter().try_for_each(|&addr| install_guard(addr, len))
+}
+
+/// Faults in `[addr + offset, addr + offset + len)` for each of `addrs` (at most [`MAX_BATCH`])
+/// in one `process_madvise(MADV_POPULATE_WRITE)`, as writing a byte in each page would but without a
+/// page-fault trap per page. Best effort: if the kernel refuses, the pages fault on first touch.
+///
+/// The ranges must lie inside regions from [`reserve`], outside guards, and hold nothing anyone
+/// uses (populating an untouched page only makes it a resident page of zeros).
+pub(super) fn prefault(addrs: &[usize], offset: usize, len: usize) {
+    let _ = advise_batch(addrs, offset, len, MADV_POPULATE_WRITE);
+}
+
+/// `process_madvise(PIDFD_SELF, [addr + offset, addr + offset + len) for each of addrs, advice)`;
+/// `true` if the kernel applied it to every byte. The caller guarantees the advice is sound for
+/// every range.
+fn advise_batch(addrs: &[usize], offset: usize, len: usize, advice: libc::c_int) -> bool {
+    if addrs.is_empty() {
+        return true;
+    }
+    if !BATCHING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut ranges = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_BATCH];
+    let ranges = &mut ranges[..addrs.len()];
+    for (range, &addr) in ranges.iter_mut().zip(addrs) {
+        range.iov_base = (addr + offset) as *mut libc::c_void;
+        range.iov_len = len;
+    }
+    count_syscall();
+    // SAFETY: the kernel reads `ranges.len()` iovecs from `ranges`, which is that long, and
+    // applies `advice` to this process's own memory (PIDFD_SELF); that each range may take the
+    // advice is the caller's guarantee.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            PIDFD_SELF,
+            ranges.as_ptr(),
+            ranges.len(),
+            advice,
+            0,
+        )
+    };
+    if rc >= 0 && rc as usize == addrs.len() * len {
+        return true;
+    }
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        // Not this kernel's (or this sandbox's) call: stop trying. Other errors (ENOMEM, a
+        // range the kernel refused) concern this batch only.
+        if matches!(
+            err.raw_os_error(),
+            Some(libc::ENOSYS | libc::EBADF | libc::EPERM | libc::EINVAL)
+        ) {
+            tracing::debug!(
+                "process_madvise on this process is not available ({err}); green thread \
+                 stacks are carved with one madvise per guard"
+            );
+            BATCHING.store(false, Ordering::Relaxed);
+        }
+    }
+    false
 }
 
 /// Gives the pages of `[addr, addr + len)` back to the kernel; they read as zeros afterwards.

@@ -290,11 +290,29 @@ fn ensure_signal_stack_gives_a_thread_one_once() {
 }
 
 fn overflow_in_child(name: Option<&str>) {
+    overflow_in_child_after(name, 0);
+}
+
+/// Overflows a stack taken after `before` others of the same size (kept alive), so the one that
+/// overflows can come from the middle of a carved batch.
+fn overflow_in_child_after(name: Option<&str>, before: usize) {
     if name.is_some() {
         disable_signal_stack(); // exercise the signal stack we allocate, not std's
     }
     ensure_signal_stack();
+    let others: Vec<GreenStack> = (0..before)
+        .map(|_| GreenStack::new(64 * 1024).unwrap())
+        .collect();
     let mut stack = GreenStack::new(64 * 1024).unwrap();
+    if before > 0 {
+        let previous = others.last().unwrap().limit().get();
+        assert_eq!(
+            stack.limit().get(),
+            previous + slot_size_for(64 * 1024).unwrap(),
+            "slots of a batch are handed out in address order"
+        );
+    }
+    std::mem::forget(others);
     stack.label(42, name);
     let mut coroutine = Coroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| recurse_forever(0));
     coroutine.resume(());
@@ -337,6 +355,64 @@ fn an_overflow_of_an_unnamed_green_thread_prints_its_id() {
         &output,
         "green thread '<unnamed #42>' has overflowed its stack\n",
     );
+}
+
+#[test]
+fn an_overflow_in_the_middle_of_a_carved_batch_is_caught() {
+    const TEST: &str = "green::stack::tests::an_overflow_in_the_middle_of_a_carved_batch_is_caught";
+    if in_child(TEST) {
+        // The first slot is carved alone (it decides the guard mode), the next MAX_BATCH in one
+        // batch, and this one is the third of the batch after that.
+        overflow_in_child_after(Some("batched"), sys::MAX_BATCH + 3);
+    }
+    let output = run_child(TEST);
+    assert_died_of_overflow(&output, "green thread 'batched' has overflowed its stack\n");
+}
+
+#[test]
+fn guards_made_one_madvise_at_a_time_catch_an_overflow_too() {
+    const TEST: &str =
+        "green::stack::tests::guards_made_one_madvise_at_a_time_catch_an_overflow_too";
+    if in_child(TEST) {
+        sys::disable_batching(); // as on a kernel without process_madvise(PIDFD_SELF)
+        overflow_in_child_after(Some("unbatched"), sys::MAX_BATCH + 3);
+    }
+    let output = run_child(TEST);
+    assert_died_of_overflow(
+        &output,
+        "green thread 'unbatched' has overflowed its stack\n",
+    );
+}
+
+#[test]
+fn a_carved_batch_costs_two_syscalls_and_leaves_its_top_pages_resident() {
+    let size = 80 * 1024; // a size no other test uses
+    let slot_size = slot_size_for(size).unwrap();
+    let mut stacks = vec![GreenStack::new(size).unwrap()]; // decides the guard mode if need be
+    if stats().guard_mode != GuardMode::GuardInstall || !sys::batching() {
+        return; // carved one at a time: mprotect guards, or no process_madvise here
+    }
+    // Use up what is left of the batch that first stack came from, if any.
+    while !ARENA.lock().class(slot_size).free.is_empty() {
+        stacks.push(GreenStack::new(size).unwrap());
+    }
+    let before = syscalls();
+    stacks.push(GreenStack::new(size).unwrap());
+    assert_eq!(
+        syscalls() - before,
+        2,
+        "one guard call and one prefault call carve a batch"
+    );
+    let first = stacks.last().unwrap().limit().get();
+    let page = sys::page_size();
+    let pooled = ARENA.lock().class(slot_size).free.clone();
+    assert!(!pooled.is_empty());
+    for slot in pooled {
+        assert!(slot > first && (slot - first) % slot_size == 0);
+        let top = slot + slot_size - page;
+        assert!(resident(top, page)[0], "top page of pooled slot {slot:#x}");
+        assert!(!resident(slot + GUARD_SIZE, page)[0], "only the top page");
+    }
 }
 
 #[test]
