@@ -320,3 +320,71 @@ fn a_reader_and_a_writer_share_a_socket_through_short_reads() {
     assert_eq!(reader.join(), total);
     let _: &TcpStream = &s;
 }
+
+/// More sockets become ready at once than one poll takes (256 events): the hub takes the rest
+/// with another poll before it spins or sleeps, and every one is served, several rounds over.
+#[test]
+fn more_ready_sockets_than_one_poll_takes_are_all_served() {
+    // 300 clients: 600 descriptors in all, under the common soft limit of 1,024.
+    const CONNS: usize = 300;
+    let _w = Watchdog::new("poll backlog", Duration::from_secs(60));
+    let (l, addr) = listener();
+    let accepted = filature::sync::Event::<()>::new();
+    let all_in = accepted.clone();
+    let server = green::spawn(move || {
+        for _ in 0..CONNS {
+            let (mut s, _) = l.accept().unwrap();
+            green::spawn(move || {
+                let mut b = [0u8; 64];
+                loop {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => s.write_all(&b[..n]).unwrap(),
+                    }
+                }
+            });
+        }
+        all_in.send(()).unwrap();
+    });
+    const ROUNDS: u8 = 5;
+    let (done_tx, done) = mpsc::channel();
+    // Each round the hub holds still (blocks its thread on purpose) while every client writes,
+    // so that all 300 sockets are readable by its next poll.
+    let go = filature::sync::Queue::<u8>::unbounded();
+    let hold = go.clone();
+    let holder = green::spawn(move || {
+        accepted.wait().unwrap();
+        for _ in 0..ROUNDS {
+            hold.get();
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    thread::spawn(move || {
+        let mut clients: Vec<std::net::TcpStream> = (0..CONNS)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        for round in 0..ROUNDS {
+            go.put(round);
+            thread::sleep(Duration::from_millis(20)); // the hub takes it and holds still
+            for c in &mut clients {
+                c.write_all(&[round; 8]).unwrap();
+            }
+            for c in &mut clients {
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut b = [0u8; 8];
+                c.read_exact(&mut b).unwrap();
+                assert_eq!(b, [round; 8]);
+            }
+        }
+        done_tx.send(()).unwrap();
+    });
+    server.join();
+    holder.join();
+    loop {
+        match done.try_recv() {
+            Ok(()) => break,
+            Err(mpsc::TryRecvError::Empty) => green::sleep(Duration::from_millis(5)),
+            Err(mpsc::TryRecvError::Disconnected) => panic!("the clients failed"),
+        }
+    }
+}

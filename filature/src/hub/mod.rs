@@ -123,6 +123,8 @@ use timer::{Action, Timers};
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 /// While green threads are ready, poll I/O without blocking once every this many passes.
 const BUSY_POLL_EVERY: u32 = 61;
+/// The most I/O events one poll takes.
+const EVENTS_PER_POLL: usize = 256;
 /// Resumes per pass before the loop looks at its inbox, timers and I/O again.
 const RUN_BUDGET: u32 = 256;
 /// Non-blocking passes `shut_down` grants ready work before it kills what is left.
@@ -320,6 +322,8 @@ pub(crate) struct Core {
     /// Green threads by slot, for wake-ups that arrive as a slot number.
     greens: RefCell<Slots>,
     pub(crate) timers: RefCell<Timers>,
+    /// The last poll filled its event buffer (more events are probably waiting).
+    io_backlog: Cell<bool>,
     /// The green thread running now, or null. Set by `resume` to the `Green` whose `Rc` it holds
     /// for the whole resume, and cleared before that `Rc` goes; read through `with_current`.
     current: Cell<*const Green>,
@@ -416,7 +420,8 @@ impl Core {
         Rc::new(Core {
             shared,
             poll: RefCell::new(poll),
-            events: RefCell::new(mio::Events::with_capacity(256)),
+            events: RefCell::new(mio::Events::with_capacity(EVENTS_PER_POLL)),
+            io_backlog: Cell::new(false),
             io: RefCell::default(),
             ready: RefCell::new(VecDeque::new()),
             greens: RefCell::new(Slots::default()),
@@ -636,6 +641,12 @@ impl Core {
             self.poll_io(Some(Duration::ZERO));
             return;
         }
+        // The last poll filled the event buffer: more events are most likely waiting. Take them
+        // now rather than spin or yield the CPU before a poll that would not block anyway.
+        if self.io_backlog.get() {
+            self.poll_io(Some(Duration::ZERO));
+            return;
+        }
         if self.spin_before_sleep(main) {
             return;
         }
@@ -728,6 +739,8 @@ impl Core {
                 tracing::error!(hub = %self.shared.name, "poll failed: {e}");
             }
         }
+        self.io_backlog
+            .set(events.iter().nth(EVENTS_PER_POLL - 1).is_some());
         // The waker's events need no handling (edge-triggered); sockets' go to their waiters.
         if events.is_empty() {
             return;
