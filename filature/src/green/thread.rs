@@ -173,7 +173,7 @@ impl Green {
         match slot.as_ref() {
             Some(t) if t.is_pending() => {
                 if t.deadline().map_or(true, |armed| armed > deadline) {
-                    core.timers.borrow_mut().reschedule(t, Some(deadline));
+                    core.reschedule_timer(t, Some(deadline));
                 }
             }
             _ => *slot = Some(core.add_timer(Some(deadline), Action::Unpark(self.cell.clone()))),

@@ -321,7 +321,7 @@ pub(crate) struct Core {
     pub(crate) ready: RefCell<VecDeque<Rc<Green>>>,
     /// Green threads by slot, for wake-ups that arrive as a slot number.
     greens: RefCell<Slots>,
-    pub(crate) timers: RefCell<Timers>,
+    timers: RefCell<Timers>,
     /// The last poll filled its event buffer (more events are probably waiting).
     io_backlog: Cell<bool>,
     /// The green thread running now, or null. Set by `resume` to the `Green` whose `Rc` it holds
@@ -537,6 +537,11 @@ impl Core {
         self.timers.borrow_mut().add(at, action)
     }
 
+    /// Moves a pending timer of this hub to `at`.
+    pub(crate) fn reschedule_timer(&self, cell: &Rc<timer::TimerCell>, at: Option<Instant>) {
+        self.timers.borrow_mut().reschedule(cell, at);
+    }
+
     /// Runs `f` as a hub callback: blocking inside panics; a panic is caught and logged.
     pub(crate) fn run_callback(&self, what: &str, f: impl FnOnce()) {
         self.callback_depth.set(self.callback_depth.get() + 1);
@@ -739,17 +744,15 @@ impl Core {
                 tracing::error!(hub = %self.shared.name, "poll failed: {e}");
             }
         }
-        self.io_backlog
-            .set(events.iter().nth(EVENTS_PER_POLL - 1).is_some());
         // The waker's events need no handling (edge-triggered); sockets' go to their waiters.
-        if events.is_empty() {
-            return;
-        }
+        let mut taken = 0;
         for event in events.iter() {
+            taken += 1;
             if event.token() != WAKER_TOKEN {
                 self.dispatch_io(event);
             }
         }
+        self.io_backlog.set(taken == EVENTS_PER_POLL);
     }
 
     /// Resumes a ready green thread (the loop's side of a switch), pointing `current` at it for

@@ -137,7 +137,7 @@ impl Timers {
         self.live = 0;
         let mut actions = Vec::new();
         for e in entries {
-            if e.cell.state.get() == State::Pending {
+            if e.cell.is_pending() {
                 e.cell.state.set(State::Cancelled);
                 actions.extend(e.cell.action.borrow_mut().take());
             }
@@ -196,7 +196,7 @@ impl Entry {
     }
 
     fn is_live(&self) -> bool {
-        self.cell.state.get() == State::Pending && self.cell.gen.get() == self.gen
+        self.cell.is_pending() && self.cell.gen.get() == self.gen
     }
 }
 
@@ -217,7 +217,7 @@ impl TimerCell {
 
     /// Cancels the timer if it is still pending (internal timers; silent).
     pub(crate) fn cancel_quiet(self: &Rc<Self>) {
-        if self.state.get() == State::Pending {
+        if self.is_pending() {
             self.state.set(State::Cancelled);
             self.action.borrow_mut().take();
             crate::hub::try_with_timers(|t| t.cancelled());
@@ -293,7 +293,7 @@ impl DelayedCall {
     /// True until the call runs or is cancelled (false while it is running). A call that never
     /// runs stays active until it is cancelled or its hub shuts down.
     pub fn active(&self) -> bool {
-        self.cell.state.get() == State::Pending
+        self.cell.is_pending()
     }
 
     /// When the call is due, on the monotonic clock. For a call that never runs (its delay was
