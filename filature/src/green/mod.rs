@@ -511,32 +511,27 @@ pub fn sleep(d: Duration) {
 /// Lets every other ready green thread run once, then continues; always through the hub's loop,
 /// so due timers, posted calls and I/O also get their turn (eventlet's `sleep(0)`). In a main
 /// context, runs one pass of the hub. A kill or timeout pending for the caller is raised here.
+#[inline]
 pub fn yield_now() {
-    // The green thread's hot path takes its core from the running resume; the work is out of
-    // line so that the thread-local access stays small enough to inline.
-    if hub::with_running(yield_on).is_none() {
-        hub::with_core(|core| yield_on(core));
+    // The green thread's hot path is inlined into the caller, switch included: every call level
+    // between the caller and the switch costs a mispredicted return after each resume (the
+    // CPU's return-address stack holds the hub's addresses then). A main context or a thread
+    // without a running green thread takes the out-of-line path.
+    if hub::with_running(yield_green) != Some(true) {
+        yield_main();
     }
 }
 
-#[inline(never)]
-fn yield_on(core: &Core) {
-    // Copy what we need out of `current` first: the main-context arm drives the loop.
-    let yielder = core.with_current(|g| {
+/// The running green thread's yield; false if none is running (a main context or a callback).
+#[inline(always)]
+fn yield_green(core: &Core) -> bool {
+    let Some(yielder) = core.with_current(|g| {
         g.map(|g| {
             g.check_interrupts();
             g.yielder()
         })
-    });
-    let Some(yielder) = yielder else {
-        if core.in_callback() {
-            panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
-        }
-        // Every green thread ready now runs once (those it readies wait for the next pass).
-        let ready = core.ready.borrow().len() as u32;
-        let _after = hub::AfterDrive(core);
-        core.turn_limited(None, Some(Instant::now()), false, ready);
-        return;
+    }) else {
+        return false;
     };
     // Even with no other green thread ready, go back to the loop: it runs due timers, posted
     // calls and I/O on the way (eventlet's `sleep(0)`), which a green thread polling a flag in a
@@ -544,6 +539,26 @@ fn yield_on(core: &Core) {
     core.request_requeue();
     thread::suspend_current(yielder);
     core.with_current(|g| g.map(Green::check_interrupts));
+    true
+}
+
+/// `yield_now` outside a running green thread: one pass of the hub in a main context; a panic in
+/// a hub callback.
+#[cold]
+#[inline(never)]
+fn yield_main() {
+    hub::with_core(|core| {
+        if yield_green(core) {
+            return;
+        }
+        if core.in_callback() {
+            panic!("green::yield_now: {BLOCKING_IN_CALLBACK}");
+        }
+        // Every green thread ready now runs once (those it readies wait for the next pass).
+        let ready = core.ready.borrow().len() as u32;
+        let _after = hub::AfterDrive(core);
+        core.turn_limited(None, Some(Instant::now()), false, ready);
+    });
 }
 
 /// Facts about the running green thread.
