@@ -44,7 +44,7 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | many concurrent waits (connections, timers, requests) | green threads: [`green::spawn`], [`green::GreenPool`] | a parked green thread costs ~4.5 KiB; a switch ~60–80 ns |
+//! | many concurrent waits (connections, timers, requests) | green threads: [`green::spawn`], [`green::GreenPool`] | a parked green thread costs ~4.5 KiB; a switch (round trip through the hub) ~20 ns |
 //! | a blocking call you cannot avoid (a database driver, `std::fs`, DNS) | [`tpool::execute`] (may borrow from the caller), [`tpool::spawn`] | only the calling green thread waits; the hub keeps running |
 //! | Twisted code: `callInThread`, `deferToThread`, a pool you size and stop | [`pool::ThreadPool`], [`reactor::call_in_thread`], [`reactor::defer_to_thread`] | Twisted's contract, with timeouts on `stop` and errors after it |
 //! | work that must be serial and named (`"config"`, `"file-io"`) | [`threads::ThreadManager`], [`run_in_thread`], [`threads::EventQueue`] | one OS thread per name; jobs run in order and may block |
