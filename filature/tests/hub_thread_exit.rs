@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::in_child;
 use filature::sync::{Event, Queue, Semaphore};
 use filature::threads::ThreadManager;
-use filature::{green, hub, reactor, tpool};
+use filature::{green, hub, net, reactor, tpool};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -618,6 +618,33 @@ fn posting_from_a_thread_local_destructor_runs_or_errors_never_aborts() {
                 assert!(ran || has(format!("{what} err")), "{what}: {got:?}");
             }
             ThreadManager::global().stop();
+        },
+    );
+}
+
+/// Found by the soak: a plain thread armed its exit hook (a drive resumed a green thread)
+/// before its first use of a `Protocol` port, and resumed no green thread after it, so the
+/// networking thread-locals were newer than every hook and destroyed before them; the hook's
+/// shutdown then touched them and the process aborted. Now they are registered before the
+/// hook's first arming.
+#[test]
+fn a_plain_thread_ends_with_a_port_first_opened_after_its_exit_hook_was_armed() {
+    in_child(
+        "a_plain_thread_ends_with_a_port_first_opened_after_its_exit_hook_was_armed",
+        || {
+            let addr = std::thread::spawn(|| {
+                // A green thread runs and parks: the exit hook is armed by this drive.
+                let _parked = green::spawn(|| green::sleep(ms(60_000)));
+                green::sleep(ms(5));
+                // The thread's first networking use, with no green thread resumed after it.
+                let port = net::listen_tcp("127.0.0.1:0".parse().unwrap(), |_| None).unwrap();
+                port.local_addr()
+            })
+            .join()
+            .unwrap();
+            // The thread's shutdown closed the port.
+            let e = std::net::TcpStream::connect(addr).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
         },
     );
 }

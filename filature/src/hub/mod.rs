@@ -1017,10 +1017,17 @@ impl Core {
             return;
         }
         if !self.own_keys_touched.replace(true) {
-            // filature's own thread-locals that unwinding green threads may use: registered
-            // before the first hook, so destroyed after every hook.
+            // filature's own thread-locals that the hook's shutdown or the green threads it
+            // unwinds may use: registered before the first hook, so destroyed after every hook.
+            // (A thread-local with a destructor that is missing here is first registered by
+            // whatever code touches it, possibly after the last hook, and then destroyed before
+            // the hook runs: the soak found the networking table that way.) Thread-locals
+            // without a destructor (`Cell`s of plain data) are never destroyed and need no
+            // touch.
             task::touch_thread_local();
             crate::deferred::touch_thread_locals();
+            crate::net::touch_thread_locals();
+            crate::reactor::touch_thread_locals();
         }
         exit::register_hook();
     }

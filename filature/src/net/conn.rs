@@ -58,6 +58,12 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Registers the read buffer's thread-local before the thread-exit hook (see
+/// `Core::arm_exit_hook`): the hook's shutdown may still read for a closing connection.
+pub(crate) fn touch_thread_local() {
+    let _ = READ_BUF.try_with(|_| ());
+}
+
 pub(crate) struct Conn {
     key: Key,
     waker: Waker,
@@ -281,7 +287,9 @@ impl Conn {
                 return;
             }
             reads += 1;
-            let mut buf = READ_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+            let mut buf = READ_BUF
+                .try_with(|b| std::mem::take(&mut *b.borrow_mut()))
+                .unwrap_or_default();
             if buf.len() < READ_CHUNK {
                 buf.resize(READ_CHUNK, 0);
             }
@@ -294,7 +302,7 @@ impl Conn {
             };
             match r {
                 Ok(0) => {
-                    READ_BUF.with(|b| *b.borrow_mut() = buf);
+                    let _ = READ_BUF.try_with(|b| *b.borrow_mut() = buf);
                     self.st.borrow_mut().eof_read = true;
                     let mut keep_open = false;
                     self.call("eof_received", |p| keep_open = p.eof_received());
@@ -305,7 +313,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.call("data_received", |p| p.data_received(&buf[..n]));
-                    READ_BUF.with(|b| {
+                    let _ = READ_BUF.try_with(|b| {
                         let mut b = b.borrow_mut();
                         if b.is_empty() {
                             *b = buf;
@@ -319,7 +327,7 @@ impl Conn {
                     }
                 }
                 Err(e) => {
-                    READ_BUF.with(|b| *b.borrow_mut() = buf);
+                    let _ = READ_BUF.try_with(|b| *b.borrow_mut() = buf);
                     match e.kind() {
                         io::ErrorKind::WouldBlock => return,
                         io::ErrorKind::Interrupted => {}

@@ -114,9 +114,16 @@ pub(crate) fn insert<T: Driven + 'static>(make: impl FnOnce(Key, Waker) -> Rc<T>
     obj
 }
 
-/// Takes the object out of the table (it closed). Its key no longer wakes anything.
+/// Registers the table's thread-local before the thread-exit hook (see `Core::arm_exit_hook`):
+/// the hook's shutdown closes what is in it, and green threads it unwinds may drop transports.
+pub(crate) fn touch_thread_local() {
+    let _ = DRIVER.try_with(|_| ());
+}
+
+/// Takes the object out of the table (it closed). Its key no longer wakes anything. Nothing to
+/// do once the table itself is gone (the thread is exiting and its objects were dropped with it).
 pub(crate) fn remove(key: Key) {
-    let gone = DRIVER.with(|d| {
+    let gone = DRIVER.try_with(|d| {
         let mut d = d.borrow_mut();
         let e = d.slots.get_mut(key.slot as usize)?;
         if e.0 != key.gen || e.1.is_none() {
@@ -126,18 +133,21 @@ pub(crate) fn remove(key: Key) {
         d.free.push(key.slot);
         gone
     });
-    drop(gone); // outside the borrow: dropping it may run user code
+    drop(gone.ok().flatten()); // outside the borrow: dropping it may run user code
 }
 
-/// The object behind `key`, if it is still in the table.
+/// The object behind `key`, if it is still in the table (and the table is not gone).
 pub(crate) fn get(key: Key) -> Option<Rc<dyn Driven>> {
-    DRIVER.with(|d| {
-        let d = d.borrow();
-        match d.slots.get(key.slot as usize) {
-            Some((gen, Some(obj))) if *gen == key.gen => Some(obj.clone()),
-            _ => None,
-        }
-    })
+    DRIVER
+        .try_with(|d| {
+            let d = d.borrow();
+            match d.slots.get(key.slot as usize) {
+                Some((gen, Some(obj))) if *gen == key.gen => Some(obj.clone()),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 fn wake(key: Key) {
@@ -151,12 +161,13 @@ pub(crate) fn schedule(obj: Rc<dyn Driven>) {
     if obj.scheduled().replace(true) {
         return;
     }
-    let queue_drain = DRIVER.with(|d| {
+    // Once the table is gone (thread exit) nothing runs objects any more: drop it.
+    let queue_drain = DRIVER.try_with(|d| {
         let mut d = d.borrow_mut();
         d.ready.push(obj);
         !std::mem::replace(&mut d.drain_queued, true)
     });
-    if queue_drain {
+    if queue_drain == Ok(true) {
         crate::hub::call_soon(drain);
     }
 }
@@ -188,12 +199,16 @@ pub(crate) fn shut_down() {
     // Closing one object may create none (the hub refuses nothing yet, but nothing new is
     // started by a shutting-down protocol that matters); loop until the table stays empty.
     for _ in 0..8 {
-        let all: Vec<Rc<dyn Driven>> = DRIVER.with(|d| {
-            let mut d = d.borrow_mut();
-            d.ready.clear();
-            d.drain_queued = false;
-            d.slots.iter().filter_map(|(_, o)| o.clone()).collect()
-        });
+        // The table outlives the thread-exit hook that calls this (`touch_thread_local`); were
+        // it gone, its objects would have been dropped with it.
+        let all: Vec<Rc<dyn Driven>> = DRIVER
+            .try_with(|d| {
+                let mut d = d.borrow_mut();
+                d.ready.clear();
+                d.drain_queued = false;
+                d.slots.iter().filter_map(|(_, o)| o.clone()).collect()
+            })
+            .unwrap_or_default();
         if all.is_empty() {
             break;
         }
@@ -201,6 +216,6 @@ pub(crate) fn shut_down() {
             crate::hub::with_core(|c| c.run_callback("connection shutdown", || obj.shut_down()));
         }
     }
-    let rest = DRIVER.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    let rest = DRIVER.try_with(|d| std::mem::take(&mut *d.borrow_mut()));
     drop(rest);
 }

@@ -162,6 +162,13 @@ mod tcp;
 mod udp;
 mod unix;
 
+/// Registers the networking thread-locals before the thread-exit hook (see
+/// `Core::arm_exit_hook`), so they outlive it.
+pub(crate) fn touch_thread_locals() {
+    driver::touch_thread_local();
+    conn::touch_thread_local();
+}
+
 pub use addr::{lookup_host, ToSocketAddrs};
 pub use conn::Transport;
 pub use green_transport::{GreenClientCreator, GreenTransport};

@@ -132,7 +132,7 @@ pub fn call_later(
         let id = s.id;
         let dc = hub::call_at(s.deadline(), move || {
             let guard = guard;
-            TIMERS.with(|t| t.borrow_mut().remove(&id));
+            let _ = TIMERS.try_with(|t| t.borrow_mut().remove(&id));
             if guard.0.claim(RUNNING) {
                 f();
                 // ORDERING: Release, read by `check_pending`.
@@ -140,7 +140,11 @@ pub fn call_later(
             }
         });
         if s.check_pending().is_ok() {
-            TIMERS.with(|t| t.borrow_mut().insert(id, dc));
+            let mut dc = Some(dc);
+            let _ = TIMERS.try_with(|t| t.borrow_mut().insert(id, dc.take().expect("once")));
+            if let Some(dc) = dc {
+                let _ = dc.cancel(); // the table is gone: the reactor's thread is exiting
+            }
         } else {
             let _ = dc.cancel(); // cancelled before it was even scheduled
         }
@@ -156,7 +160,11 @@ impl DelayedCall {
             let id = self.shared.id;
             // Drop the timer (and its closure) early; if the reactor is gone it is gone already.
             let _ = super::call_in_reactor(move || {
-                if let Some(dc) = TIMERS.with(|t| t.borrow_mut().remove(&id)) {
+                if let Some(dc) = TIMERS
+                    .try_with(|t| t.borrow_mut().remove(&id))
+                    .ok()
+                    .flatten()
+                {
                     let _ = dc.cancel();
                 }
             });
@@ -192,11 +200,11 @@ impl DelayedCall {
         }
         let s = self.shared.clone();
         let _ = super::call_in_reactor(move || {
-            TIMERS.with(|t| {
+            let _ = TIMERS.try_with(|t| {
                 if let Some(dc) = t.borrow().get(&s.id) {
                     let _ = dc.reset_at(s.deadline());
                 }
-            })
+            });
         });
         Ok(())
     }
@@ -236,6 +244,12 @@ impl fmt::Debug for DelayedCall {
 
 /// Forgets the reactor's timers (its hub has cancelled them already). Reactor thread, shutdown.
 pub(super) fn forget_all() {
-    let all = TIMERS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    let all = TIMERS.try_with(|t| std::mem::take(&mut *t.borrow_mut()));
     drop(all);
+}
+
+/// Registers the timer table's thread-local before the thread-exit hook (see
+/// `Core::arm_exit_hook`): the hook's shutdown may run reactor calls that use it.
+pub(crate) fn touch_thread_local() {
+    let _ = TIMERS.try_with(|_| ());
 }

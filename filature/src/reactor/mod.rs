@@ -66,6 +66,12 @@ mod delayed;
 mod net;
 mod pool;
 
+/// Registers the reactor's thread-locals before the thread-exit hook (see
+/// `Core::arm_exit_hook`), so they outlive it.
+pub(crate) fn touch_thread_locals() {
+    delayed::touch_thread_local();
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
