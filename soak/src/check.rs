@@ -269,9 +269,11 @@ pub(crate) enum Site {
     Lend,
     /// A function run by `blocking_call_from_thread` (comes back as the failure; never logged).
     Blocking,
+    /// A `Protocol` callback (logged once each, with the peer's address; the connection closes).
+    Protocol,
 }
 
-pub(crate) const SITES: [Site; 8] = [
+pub(crate) const SITES: [Site; 9] = [
     Site::Green,
     Site::Callback,
     Site::PoolJob,
@@ -280,6 +282,7 @@ pub(crate) const SITES: [Site; 8] = [
     Site::Link,
     Site::Lend,
     Site::Blocking,
+    Site::Protocol,
 ];
 
 impl Site {
@@ -293,6 +296,7 @@ impl Site {
             Site::Link => "link",
             Site::Lend => "lend",
             Site::Blocking => "blocking",
+            Site::Protocol => "protocol",
         }
     }
 }
@@ -462,9 +466,10 @@ pub(crate) enum Op {
     Killall,
     Short,
     Restart,
+    Net,
 }
 
-pub(crate) const OPS: [Op; 19] = [
+pub(crate) const OPS: [Op; 20] = [
     Op::Spawn,
     Op::Join,
     Op::Kill,
@@ -484,6 +489,7 @@ pub(crate) const OPS: [Op; 19] = [
     Op::Killall,
     Op::Short,
     Op::Restart,
+    Op::Net,
 ];
 
 static OP_COUNTS: [AtomicU64; OPS.len()] = [const { AtomicU64::new(0) }; OPS.len()];

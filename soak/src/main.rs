@@ -16,6 +16,7 @@
 
 mod check;
 mod green;
+mod net;
 mod ops;
 mod rng;
 mod world;

@@ -79,7 +79,7 @@ impl Cx {
     /// One random operation allowed in this context.
     pub(crate) fn run_op(&mut self) {
         let blocking = self.ctx.can_block();
-        match self.rng.below(if blocking { 24 } else { 14 }) {
+        match self.rng.below(if blocking { 25 } else { 14 }) {
             0..=2 => self.op_spawn(),
             3 => kill_victim(self),
             4 => self.op_hub_call(),
@@ -98,6 +98,7 @@ impl Cx {
             19 => self.op_lend(),
             20 | 21 => self.op_blocking_call(),
             22 => self.op_killall(),
+            23 => self.op_net(),
             _ => kill_victim(self),
         }
         world::PROGRESS.fetch_add(1, Relaxed);
