@@ -75,16 +75,28 @@ impl Cx {
             Err(e) => return violation(format!("net: bind failed: {e}")),
         };
         let addr = listener.local_addr().expect("a bound address");
-        let data = payload(self, 48 * 1024);
+        // The first 8 bytes are this exchange's own: a listener's port may be one another
+        // exchange's client, whose own listener just went away (a fault), still connects to.
+        // The server drops such a stranger's connection and accepts again.
+        let token = self.rng.next_u64().to_le_bytes();
+        let mut data = token.to_vec();
+        data.extend(payload(self, 48 * 1024));
         let fault = self.rng.chance(20);
         let server_timeout = self.rng.millis(20);
         let outcome: Arc<Mutex<Option<io::Result<()>>>> = Arc::default();
         let told = Arc::clone(&outcome);
         let serve = move || {
             let body = || -> io::Result<()> {
-                let (mut s, _) = listener.accept()?;
+                let mut s = loop {
+                    let (mut s, _) = listener.accept()?;
+                    s.set_read_timeout(Some(BOUND))?;
+                    let mut first = [0u8; 8];
+                    if s.read_exact(&mut first).is_ok() && first == token {
+                        s.write_all(&first)?;
+                        break s;
+                    }
+                };
                 drop(listener);
-                s.set_read_timeout(Some(BOUND))?;
                 let mut buf = [0u8; 4096];
                 loop {
                     let n = s.read(&mut buf)?;
