@@ -19,7 +19,7 @@ use filature::net::{
 };
 
 use crate::check::{bump, ensure, expect_log, inject, violation, Op, Site};
-use crate::ops::Cx;
+use crate::ops::{Ctx, Cx};
 use crate::world;
 
 /// The bound on every wait of an exchange; only a lost wake-up or a hang gets near it.
@@ -35,11 +35,13 @@ fn payload(cx: &mut Cx, max: usize) -> Vec<u8> {
     (0..n).map(|_| cx.rng.below(256) as u8).collect()
 }
 
-/// What a faulty exchange may end with: an end of stream, a reset or a broken pipe.
+/// What a faulty exchange may end with: an end of stream, a reset (also as `NotConnected`, what
+/// `shutdown` says on a connection the peer has reset), a broken pipe, a refused connection.
 fn ended(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset
+            | io::ErrorKind::NotConnected
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
@@ -135,19 +137,29 @@ impl Cx {
             }));
         }
         let faulty = fault || remote.is_some();
+        // Each step names itself in an error, with where the exchange ran.
+        let at = |step: &'static str, ctx: Ctx| {
+            move |e: io::Error| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{e} (in {step}; {ctx:?} on {:?})", world::here()),
+                )
+            }
+        };
+        let ctx = self.ctx;
         let r = (|| -> io::Result<Vec<u8>> {
-            let mut c = TcpStream::connect(addr)?;
+            let mut c = TcpStream::connect(addr).map_err(at("connect", ctx))?;
             c.set_read_timeout(Some(BOUND))?;
             c.set_write_timeout(Some(BOUND))?;
             let mut rest = &data[..];
             while !rest.is_empty() {
                 let n = (1 + self.rng.index(8192)).min(rest.len());
-                c.write_all(&rest[..n])?;
+                c.write_all(&rest[..n]).map_err(at("write", ctx))?;
                 rest = &rest[n..];
             }
-            c.shutdown(Shutdown::Write)?;
+            c.shutdown(Shutdown::Write).map_err(at("shutdown", ctx))?;
             let mut back = Vec::new();
-            c.read_to_end(&mut back)?;
+            c.read_to_end(&mut back).map_err(at("read", ctx))?;
             Ok(back)
         })();
         let clean = check_back("the echo", r, &data, faulty);
@@ -335,7 +347,11 @@ fn check_back<T: PartialEq>(what: &str, r: io::Result<Vec<T>>, sent: &[T], fault
         }
         Err(e) => {
             ensure(faulty && ended(&e), || {
-                format!("net: {what} failed without a fault: {e}")
+                if faulty {
+                    format!("net: {what} failed with an error a lost connection does not give: {e}")
+                } else {
+                    format!("net: {what} failed without a fault: {e}")
+                }
             });
             false
         }
