@@ -212,3 +212,37 @@ fn blocking_in_a_hub_callback_is_refused_even_when_the_answer_is_ready() {
         },
     );
 }
+
+/// Found by the soak: jobs still queued when a named thread is stopped run during its hub's
+/// shutdown, after the inbox has closed, so wake-ups from other threads are refused. A job that
+/// then waited for one (here: a green thread it spawned, waiting on an Event another OS thread
+/// sets late) hung for ever, and with it every later thread of that name.
+#[test]
+fn a_job_queued_behind_a_stop_may_still_wait_for_another_thread() {
+    let _w = common::Watchdog::new("job after stop", Duration::from_secs(30));
+    let manager = Arc::new(ThreadManager::new());
+    let (tx, rx) = mpsc::channel();
+    let m = Arc::clone(&manager);
+    manager
+        .call_in_thread("late", move || {
+            // Queued behind this job, then the stop: the hub's loop sees the stop before it
+            // drains the job, so the job runs in the shutdown, with the inbox closed.
+            m.schedule_in_thread("late", move || {
+                // A green thread of this hub waits for another OS thread, which answers late...
+                let ev = Event::<u64>::new();
+                let e = ev.clone();
+                let waiter = green::spawn(move || ev.wait().unwrap());
+                std::thread::spawn(move || {
+                    std::thread::sleep(ms(LATE));
+                    let _ = e.send(7);
+                });
+                // ...and this main context waits for the green thread.
+                tx.send(waiter.join()).unwrap();
+            })
+            .unwrap();
+            m.stop_thread("late").unwrap();
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+    manager.stop();
+}

@@ -127,6 +127,9 @@ const BUSY_POLL_EVERY: u32 = 61;
 const EVENTS_PER_POLL: usize = 256;
 /// Resumes per pass before the loop looks at its inbox, timers and I/O again.
 const RUN_BUDGET: u32 = 256;
+/// The longest a hub whose inbox is closed (shutting down) blocks in one poll: nothing can wake
+/// it from another thread any more (see `Core::turn_limited`).
+const CLOSED_POLL: Duration = Duration::from_millis(5);
 /// Non-blocking passes `shut_down` grants ready work before it kills what is left.
 const SETTLE_PASSES: u32 = 64;
 /// How long a thread's end waits for its killed green threads to unwind before it abandons them
@@ -519,6 +522,33 @@ impl Core {
         }
     }
 
+    /// With the inbox closed: schedules every started green thread whose wake-up was refused
+    /// (its cell says notified, but it is not queued). True if it scheduled any. A green thread
+    /// notified while running is scheduled too; a spurious resume only makes it re-check what
+    /// it waits for.
+    #[cold]
+    fn rewake_refused(&self) -> bool {
+        let queued: std::collections::HashSet<u64> =
+            self.ready.borrow().iter().map(|g| g.id()).collect();
+        let notified: Vec<Rc<Green>> = self
+            .greens
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .filter(|g| {
+                !g.is_finished()
+                    && g.has_started()
+                    && g.cell.peek_notified()
+                    && !queued.contains(&g.id())
+            })
+            .cloned()
+            .collect();
+        let any = !notified.is_empty();
+        self.ready.borrow_mut().extend(notified);
+        any
+    }
+
     /// Moves a not-yet-started delayed spawn's timer to now (it then sees the kill and ends).
     fn expedite(&self, cell: &ParkCell) {
         let timer = self.delayed_spawns.borrow_mut().remove(&cell.id);
@@ -641,7 +671,17 @@ impl Core {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
+        let mut timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
+        if self.shared.inbox.is_closed() {
+            // Shutting down (`shut_down`: a call it runs may still wait, from the main context
+            // or in a green thread). Cross-thread wake-ups are refused now, so nothing would
+            // wake this poll and a green thread woken from another thread would stay parked:
+            // pick those up, and poll for at most `CLOSED_POLL`.
+            if self.rewake_refused() {
+                return;
+            }
+            timeout = Some(timeout.map_or(CLOSED_POLL, |t| t.min(CLOSED_POLL)));
+        }
         if timeout == Some(Duration::ZERO) {
             self.poll_io(Some(Duration::ZERO));
             return;
