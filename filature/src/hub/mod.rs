@@ -929,8 +929,9 @@ impl Core {
     /// The one way a hub ends (see the module docs), from its thread's main context:
     ///
     /// 1. closes the inbox: from now on [`HubHandle::call`] and [`HubHandle::spawn`] fail with
-    ///    [`Stopped`], and cross-thread wake-ups are no longer delivered (this loop re-wakes the
-    ///    green threads it waits for instead);
+    ///    [`Stopped`], and cross-thread wake-ups are no longer delivered (from now on the loop
+    ///    polls for at most `CLOSED_POLL` and re-wakes the green threads whose wake-up was
+    ///    refused, so a call below that waits for another thread still gets its answer);
     /// 2. runs every call the inbox accepted before the close, in order (the exactly-once promise
     ///    of `call`);
     /// 3. lets ready callbacks and green threads run, without blocking, for at most
