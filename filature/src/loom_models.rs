@@ -6,7 +6,10 @@
 //!   for items run twice or never, and for per-producer order; a close racing a push either takes
 //!   the item or refuses it (never both, never neither); a stop request stored before a `nudge`
 //!   always wakes a hub that is going to sleep. The inbox's queue is a loom `Mutex<VecDeque>`
-//!   there (see `hub::inbox`); the protocol around it is the real code.
+//!   there (see `hub::inbox`); the protocol around it is the real code. The real queue
+//!   (`hub::mpsc`, two items per block under loom) has a model of its own: pushes from two
+//!   threads across three blocks while the consumer empties and reuses them; per-producer order,
+//!   nothing taken twice, what is left dropped with the queue.
 //! * A cross-thread `Event` send/wait: the real `Event::wait_with` loop and the real `ParkCell`
 //!   state machine, with "suspend until scheduled" played by a loom `Notify` (what the hub inbox,
 //!   modelled above, does in the real thing).
@@ -63,6 +66,11 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
         while seen.len() < 4 {
             if inbox.has_pending() {
                 inbox.drain(&mut buf);
+                if buf.is_empty() {
+                    // Let in, not yet in the queue: the real loop goes round (and spins in
+                    // `spin_before_sleep`) until it lands.
+                    thread::yield_now();
+                }
                 seen.append(&mut buf);
                 continue;
             }
@@ -95,6 +103,61 @@ fn inbox_never_loses_a_wakeup_and_keeps_per_producer_order() {
                 "producer {p} out of order or duplicated: {seen:?}"
             );
         }
+    });
+}
+
+#[test]
+fn inbox_queue_crosses_and_reuses_blocks_in_order_and_drops_what_is_left() {
+    use crate::hub::mpsc::Queue;
+    // Two items per block under loom: five pushes fill two blocks and install a third, the
+    // consumer empties the first while producers work (making it the spare, which the next
+    // block install takes), and whatever it has not taken is dropped with the queue.
+    model(|| {
+        let queue: Arc<Queue<(u8, Arc<()>)>> = Arc::new(Queue::new());
+        let token = Arc::new(());
+        let producers: Vec<_> = [0u8, 1]
+            .into_iter()
+            .map(|p| {
+                let (queue, token) = (queue.clone(), token.clone());
+                thread::spawn(move || {
+                    for i in 0..if p == 0 { 3u8 } else { 2 } {
+                        queue.push((p * 10 + i, token.clone()));
+                    }
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            if let Some((v, _)) = queue.consumer().pop() {
+                seen.push(v);
+            } else {
+                thread::yield_now();
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut consumer = queue.consumer();
+        for _ in 0..2 {
+            if let Some((v, _)) = consumer.pop() {
+                seen.push(v);
+            }
+        }
+        drop(consumer);
+        for p in [0u8, 1] {
+            let mine: Vec<u8> = seen.iter().copied().filter(|v| v / 10 == p).collect();
+            let mut sorted = mine.clone();
+            sorted.sort_unstable();
+            assert_eq!(mine, sorted, "producer {p} out of order: {seen:?}");
+        }
+        let left = 5 - seen.len();
+        assert_eq!(Arc::strong_count(&token), 1 + left);
+        drop(queue);
+        assert_eq!(
+            Arc::strong_count(&token),
+            1,
+            "values left in the queue are dropped"
+        );
     });
 }
 

@@ -2,11 +2,11 @@
 //!
 //! # Pieces
 //!
-//! * `queue`: a lock-free, unbounded, multi-producer FIFO (crossbeam-channel's list flavour: one
-//!   allocation per 31 items, a producer reserves a slot with one compare-and-swap on the tail).
-//!   Only the hub's thread takes items out. Under `--cfg loom` it is a loom `Mutex<VecDeque>`, a
-//!   stand-in with the same contract (linearizable push, pop and emptiness check), so that the
-//!   model checks the protocol below, which is the same code in both builds.
+//! * `queue`: a lock-free, unbounded, multi-producer single-consumer FIFO (`hub/mpsc.rs`: blocks of
+//!   31 items, a producer reserves a slot with one compare-and-swap on the tail, emptied blocks
+//!   are reused). Only the hub's thread takes items out. Under `--cfg loom` it is a loom
+//!   `Mutex<VecDeque>`, a stand-in with the same contract, so that the models check the protocol
+//!   below (the same code in both builds); the real queue has its own model.
 //! * `state`: one atomic word, changed only with read-modify-writes (so all its changes form one
 //!   total order, its modification order, and each RMW acquires everything released by the ones
 //!   before it): `SLEEPING` (bit 0), `CLOSED` (bit 1), and above them `entered`, the number of
@@ -45,6 +45,9 @@
 //!   politely (it will not sleep, and `close` waits) until the item lands.
 
 use crossbeam_utils::CachePadded;
+
+#[cfg(not(loom))]
+use super::mpsc::Queue;
 
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
@@ -119,24 +122,31 @@ impl<M> Inbox<M> {
         self.take_sleeping()
     }
 
-    /// Is anything in the queue? (Each pass, and while the hub watches before sleeping.)
+    /// Was anything let in that the hub has not taken yet (queued, or on its way into the queue:
+    /// a producer between its enter and its push, which is brief and runs no user code)? Checked
+    /// each pass, and while the hub watches before sleeping. Two loads, one of them of `state`,
+    /// whose line stays in the hub's cache while nobody posts.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        !self.queue.is_empty()
+        // ORDERING: Acquire, so that a drain after a `true` finds the item once its push is
+        // done (the queue's own Acquire on the item's slot is what makes the item visible).
+        self.pending_count(Ordering::Acquire) != 0
     }
 
-    /// A cheaper hint, for the loop to check after each green thread it resumes: was anything
-    /// let in that the hub has not taken yet (queued, or still on its way)? Two plain loads, where
-    /// `has_pending` reads both ends of the queue; `state`'s line stays in the hub's cache while
-    /// nobody posts. Not for spinning on: `true` may stand for an item still on its way (the
-    /// loop then ends its run of green threads early and goes on with its pass).
+    /// The same question for the loop to ask after each green thread it resumes, where a stale
+    /// answer costs little: a stale `false` only delays an item to the next pass (whose
+    /// `has_pending` and `prepare_sleep` are the real checks); a `true` for an item still on its
+    /// way ends a run of green threads early.
     #[inline]
     pub(crate) fn maybe_pending(&self) -> bool {
-        // ORDERING: Relaxed: a hint. A stale `false` only delays an item to the next pass (whose
-        // `has_pending` and `prepare_sleep` are the real checks); a stale `true` ends a run of
-        // green threads early.
-        let entered = self.state.load(Ordering::Relaxed) >> SHIFT;
-        entered != self.taken.load(Ordering::Relaxed) & COUNT_MASK
+        self.pending_count(Ordering::Relaxed) != 0
+    }
+
+    /// `entered - taken`: items queued or on their way.
+    #[inline]
+    fn pending_count(&self, order: Ordering) -> usize {
+        let entered = self.state.load(order) >> SHIFT;
+        entered.wrapping_sub(self.taken.load(Ordering::Relaxed)) & COUNT_MASK
     }
 
     /// Adds `n` to `taken` (hub only, so a load and a store).
@@ -150,14 +160,14 @@ impl<M> Inbox<M> {
     /// thread only.
     pub(crate) fn drain(&self, out: &mut Vec<M>) {
         debug_assert!(out.is_empty());
-        // Only `pop` here: it reads the tail (which every producer writes) only when the head
-        // has caught up with it, while `is_empty` reads it every time.
+        let mut queue = self.queue.consumer();
         while out.len() < DRAIN_MAX {
-            match self.queue.pop() {
+            match queue.pop() {
                 Some(m) => out.push(m),
                 None => break,
             }
         }
+        drop(queue);
         self.count_taken(out.len());
     }
 
@@ -191,8 +201,9 @@ impl<M> Inbox<M> {
         }
         let entered = seen >> SHIFT;
         let mut taken = self.taken.load(Ordering::Relaxed);
+        let mut queue = self.queue.consumer();
         while taken & COUNT_MASK != entered {
-            match self.queue.pop() {
+            match queue.pop() {
                 Some(m) => {
                     rest.push(m);
                     taken = taken.wrapping_add(1);
@@ -212,46 +223,16 @@ impl<M> Inbox<M> {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// How many items are queued (a snapshot).
+    /// How many items are queued or on their way (a snapshot; exact on the hub's thread).
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        // ORDERING: Relaxed: a snapshot for introspection.
+        self.pending_count(Ordering::Relaxed)
     }
 }
 
-/// The lock-free queue.
-#[cfg(not(loom))]
-struct Queue<M> {
-    tx: crossbeam_channel::Sender<M>,
-    rx: crossbeam_channel::Receiver<M>,
-}
-
-#[cfg(not(loom))]
-impl<M> Queue<M> {
-    fn new() -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Queue { tx, rx }
-    }
-
-    fn push(&self, item: M) {
-        if self.tx.send(item).is_err() {
-            unreachable!("the inbox owns both ends of its queue");
-        }
-    }
-
-    fn pop(&self) -> Option<M> {
-        self.rx.try_recv().ok()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.rx.len()
-    }
-}
-
-/// The queue's stand-in for loom: the same contract, built from loom's `Mutex`.
+/// The queue's stand-in for the inbox models: the same contract (linearizable push and pop, one
+/// consumer), built from loom's `Mutex`, so that the models of the protocol above stay small;
+/// `hub::mpsc::Queue` has its own model (`loom_models`).
 #[cfg(loom)]
 struct Queue<M>(crate::loom::sync::Mutex<std::collections::VecDeque<M>>);
 
@@ -267,15 +248,17 @@ impl<M> Queue<M> {
         self.0.lock().unwrap().push_back(item);
     }
 
-    fn pop(&self) -> Option<M> {
-        self.0.lock().unwrap().pop_front()
+    fn consumer(&self) -> StandInConsumer<'_, M> {
+        StandInConsumer(self)
     }
+}
 
-    fn is_empty(&self) -> bool {
-        self.0.lock().unwrap().is_empty()
-    }
+#[cfg(loom)]
+struct StandInConsumer<'a, M>(&'a Queue<M>);
 
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+#[cfg(loom)]
+impl<M> StandInConsumer<'_, M> {
+    fn pop(&mut self) -> Option<M> {
+        self.0 .0.lock().unwrap().pop_front()
     }
 }

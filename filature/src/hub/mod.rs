@@ -92,6 +92,7 @@ mod detector;
 mod exit;
 pub(crate) mod inbox;
 pub(crate) mod io;
+pub(crate) mod mpsc;
 mod snapshot;
 mod task;
 pub(crate) mod timer;
@@ -313,6 +314,10 @@ pub(crate) fn box_call<F: FnOnce() + Send + 'static>(f: F) -> Box<dyn FnOnce() +
     }
     Box::new(slot.take().expect("just set"))
 }
+
+/// How many times an idle hub yields its CPU, looking at its inbox after each, before it sleeps
+/// (as many as crossbeam's `Backoff` does after its spinning).
+const SLEEP_YIELDS: u32 = 4;
 
 /// The loop state of the current thread's hub.
 pub(crate) struct Core {
@@ -711,16 +716,25 @@ impl Core {
         self.shared.inbox.end_sleep();
     }
 
-    /// Before blocking, watches the inbox (and the waiting main context) for a few microseconds:
-    /// spinning, then yielding the CPU, as crossbeam's receivers do (`Backoff::snooze`). A
-    /// producer that posts meanwhile then needs no wake-up syscall and the hub none to sleep and
-    /// wake. True if something arrived (the caller returns and the next pass handles it).
+    /// Before blocking, watches the inbox (and the waiting main context) for a microsecond or
+    /// two by yielding the CPU a few times. A producer that posts meanwhile then needs no wake-up
+    /// syscall and the hub none to sleep and wake; and when the thread that will post shares
+    /// this CPU, the yield is what lets it run. True if something arrived (the caller returns and
+    /// the next pass handles it).
+    ///
+    /// No spinning before the yields (crossbeam's `Backoff::snooze` spins 127 `pause`s first,
+    /// 1.25 µs here, which this loop used until 2026-12-03): when the other side of a ping-pong
+    /// runs on the same CPU, every hand-off paid the whole spin, and the `wake` scenario's round
+    /// trip took 4.7 µs instead of 1.6 (see `bench/README.md`, "wake").
     fn spin_before_sleep(&self, main: Option<&ParkCell>) -> bool {
-        let backoff = crossbeam_utils::Backoff::new();
         // The pass has just looked: wait a little before looking again (a producer that is
         // writing the queue's tail loses the cache line to every look).
-        while !backoff.is_completed() {
-            backoff.snooze();
+        std::hint::spin_loop();
+        if self.shared.inbox.has_pending() || main.is_some_and(|m| m.peek_notified()) {
+            return true;
+        }
+        for _ in 0..SLEEP_YIELDS {
+            std::thread::yield_now();
             if self.shared.inbox.has_pending() || main.is_some_and(|m| m.peek_notified()) {
                 return true;
             }
