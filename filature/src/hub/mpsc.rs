@@ -44,8 +44,9 @@
 //!   block, every producer that had a slot in it is done with it and the consumer owns it: it
 //!   resets it (states to empty, `next` to null) and offers it as the spare with a Release CAS;
 //!   a producer takes the spare with an Acquire swap, so it sees the reset. A block offered while
-//!   the spare is taken is freed. A producer that took a block for its CAS and then did not need
-//!   it offers it back the same way.
+//!   the spare place is full is kept as the consumer's reserve (offered again at the next block
+//!   end), or freed if the reserve is full too. A producer that took a block for its CAS and then
+//!   did not need it offers it back the same way (or frees it).
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
@@ -97,14 +98,17 @@ struct Head<T> {
     /// An atomic only so that `Head` is `Send` without an `unsafe impl`: only the lock holder
     /// touches it (Relaxed).
     block: AtomicPtr<Block<T>>,
+    /// An emptied, reset block the producers' spare place had no room for, or null (see
+    /// `Consumer::recycle`). An atomic for the same reason.
+    reserve: AtomicPtr<Block<T>>,
 }
 
 pub(crate) struct Queue<T> {
     tail_pos: CachePadded<AtomicUsize>,
     tail_block: AtomicPtr<Block<T>>,
-    /// An emptied, reset block for the next producer that needs one, or null. One: with eight,
-    /// one producer posting to a named thread ran 10-30 % slower, not faster (see
-    /// `bench/README.md`, "named").
+    /// An emptied, reset block for the next producer that needs one, or null. One, and the
+    /// consumer's reserve: with eight spares, or a pool of 32 blocks, one producer posting to a
+    /// named thread ran 10-40 % slower, not faster (see `bench/README.md`, "named").
     spare: CachePadded<AtomicPtr<Block<T>>>,
     head: Mutex<Head<T>>,
     /// The queue owns `T`s (for the drop check; `Send`/`Sync` are implemented below).
@@ -128,6 +132,7 @@ impl<T> Queue<T> {
             head: Mutex::new(Head {
                 pos: 0,
                 block: AtomicPtr::new(first),
+                reserve: AtomicPtr::new(ptr::null_mut()),
             }),
             _owns: PhantomData,
         }
@@ -190,7 +195,9 @@ impl<T> Queue<T> {
                     // ORDERING: Release publishes the value (and `next`, for the last slot).
                     slot.state.store(WRITTEN, Ordering::Release);
                     if !next.is_null() {
-                        self.offer_block(next);
+                        if let Err(next) = self.offer_block(next) {
+                            free_block(next);
+                        }
                     }
                     return;
                 }
@@ -217,21 +224,13 @@ impl<T> Queue<T> {
         Block::alloc()
     }
 
-    /// Makes `block` (empty, reset, owned by the caller) the spare, or frees it if there is one.
-    fn offer_block(&self, block: *mut Block<T>) {
+    /// Makes `block` (empty, reset, owned by the caller) the spare; hands it back if there is one.
+    fn offer_block(&self, block: *mut Block<T>) -> Result<(), *mut Block<T>> {
         // ORDERING: Release publishes the reset to the producer that takes it.
-        let kept = self.spare.compare_exchange(
-            ptr::null_mut(),
-            block,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
-        if kept.is_err() {
-            // SAFETY: `block` came from `Block::alloc` (`Box::into_raw`), the caller owns it and
-            // no other pointer to it is used again, and all its slots are empty (no value is
-            // dropped, none leaked: `MaybeUninit` does not drop).
-            drop(unsafe { Box::from_raw(block) });
-        }
+        self.spare
+            .compare_exchange(ptr::null_mut(), block, Ordering::Release, Ordering::Relaxed)
+            .map(drop)
+            .map_err(|_| block)
     }
 
     /// The consumer's end, for one batch of pops. Blocks while another thread holds it (only the
@@ -285,12 +284,44 @@ impl<T> Consumer<'_, T> {
                 slot.state.store(EMPTY, Ordering::Relaxed);
             }
             block.next.store(ptr::null_mut(), Ordering::Relaxed);
-            self.queue.offer_block(block_ptr);
+            self.recycle(block_ptr);
         } else {
             self.head.pos += 1;
         }
         Some(value)
     }
+}
+
+impl<T> Consumer<'_, T> {
+    /// Hands an emptied, reset block back: as the producers' spare if that place is free (after
+    /// the reserve, which is older), else as the consumer's reserve, else to the allocator. The
+    /// reserve covers a queue that runs a block or two deep: the hub then empties two blocks
+    /// between two installs, and without it every second block went back to the allocator and
+    /// a new one came from it.
+    fn recycle(&mut self, block: *mut Block<T>) {
+        // ORDERING: Relaxed: only the lock holder touches the reserve.
+        let reserve = self.head.reserve.load(Ordering::Relaxed);
+        if !reserve.is_null() && self.queue.offer_block(reserve).is_ok() {
+            self.head.reserve.store(block, Ordering::Relaxed);
+            return;
+        }
+        let Err(block) = self.queue.offer_block(block) else {
+            return;
+        };
+        if reserve.is_null() {
+            self.head.reserve.store(block, Ordering::Relaxed);
+        } else {
+            free_block(block);
+        }
+    }
+}
+
+/// Frees an empty block (from `Block::alloc`, owned by the caller, never used again).
+fn free_block<T>(block: *mut Block<T>) {
+    // SAFETY: the caller owns `block`, which came from `Block::alloc` (`Box::into_raw`) and which
+    // no other pointer will be used to reach again; all its slots are empty (no value is dropped,
+    // none leaked: `MaybeUninit` does not drop).
+    drop(unsafe { Box::from_raw(block) });
 }
 
 impl<T> Drop for Queue<T> {
@@ -300,7 +331,14 @@ impl<T> Drop for Queue<T> {
         while consumer.pop().is_some() {}
         // ORDERING: Relaxed: we are the only user left.
         let mut block = consumer.head.block.load(Ordering::Relaxed);
+        let reserve = consumer
+            .head
+            .reserve
+            .swap(ptr::null_mut(), Ordering::Relaxed);
         drop(consumer);
+        if !reserve.is_null() {
+            free_block(reserve);
+        }
         while !block.is_null() {
             // SAFETY: every item has been read out, so the head block and any block linked
             // after it (none, in practice) hold no values; each came from `Block::alloc` and is
@@ -310,8 +348,7 @@ impl<T> Drop for Queue<T> {
         }
         let spare = self.spare.swap(ptr::null_mut(), Ordering::Relaxed);
         if !spare.is_null() {
-            // SAFETY: the spare is an empty block from `Block::alloc`, owned by the queue.
-            drop(unsafe { Box::from_raw(spare) });
+            free_block(spare);
         }
     }
 }
